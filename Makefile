@@ -1,0 +1,40 @@
+# Two commands a new user needs: `make demo` and `make test`.
+# Both set everything up themselves: a virtual env, the Python packages and system Graphviz.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench setup clean .graphviz
+
+setup: $(STAMP) .graphviz
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# System Graphviz renders the diagrams; install it when `dot` is missing.
+.graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "sagasim: Graphviz is missing: install it (Debian/Ubuntu: sudo apt-get install graphviz)"; exit 1; \
+	  fi; }
+
+demo: setup
+	$(BIN)/python -m sagasim.demo out
+
+test: setup
+	$(BIN)/ruff check sagasim tests bench
+	$(BIN)/ruff format --check sagasim tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf out $(VENV)
