@@ -35,12 +35,14 @@ import networkx as nx
 
 from .exceptions import StateSpaceLimitError
 from .machine import Machine, compile_saga
-from .model import Saga
+from .model import Retry, Saga
 from .participants import Ledger, Participants
 
 #: Counts (applications, pending late attempts) saturate here so the space stays finite.
 CAP = 2
 DEFAULT_MAX_STATES = 1_000_000
+#: Exponential backoff without a cap is followed this many attempts (2**64 times the delay).
+MAX_TRACKED_ATTEMPTS = 64
 
 Node = tuple[str, tuple[int, ...], Ledger]
 
@@ -100,15 +102,24 @@ class StateSpace:
 
 
 def explore(
-    saga: Saga, *, participants: bool = True, max_states: int = DEFAULT_MAX_STATES
+    saga: Saga,
+    *,
+    participants: bool = True,
+    timed: bool = False,
+    max_states: int = DEFAULT_MAX_STATES,
 ) -> StateSpace:
     """Explore every reachable state of ``saga``; raise :class:`StateSpaceLimitError` past
-    ``max_states``."""
+    ``max_states``.
+
+    Attempt numbers of bounded actions are always tracked (they decide the guard). Those of
+    unbounded actions matter only for the backoff delay, so they are tracked only when
+    ``timed`` and only until the delay stops growing (:func:`_saturation`).
+    """
     machine = compile_saga(saga)
     people = Participants(saga, cap=CAP) if participants else None
     space = StateSpace(saga=saga, machine=machine, participants=people)
     index: dict[Node, int] = {}
-    moves = _moves(saga, machine)
+    moves = _moves(saga, machine, timed)
     running = {sid: info.running for sid, info in machine.states.items()}
     start: Node = (
         machine.initial,
@@ -153,6 +164,16 @@ def _record_end(space: StateSpace, i: int, node: Node) -> None:
         space.first_end.setdefault(key, i)
 
 
+def _saturation(retry: Retry) -> int:
+    """The attempt number from which an unbounded action's backoff delay no longer changes."""
+    if retry.backoff == "fixed" or retry.delay_ms == 0 or retry.multiplier == 1:
+        return 1
+    k = 1
+    while k < MAX_TRACKED_ATTEMPTS and retry.nominal_delay_ms(k + 1) != retry.nominal_delay_ms(k):
+        k += 1
+    return k + 1
+
+
 @dataclass(frozen=True, slots=True)
 class _Move:
     """One way an attempt can end in one machine state, worked out once per state."""
@@ -161,23 +182,28 @@ class _Move:
     action: str
     kind: str
     limit: int | None
+    saturation: int  # an unbounded action's attempt number stops growing here
     targets: tuple[str, str]  # (attempts left, attempts exhausted)
     carry: tuple[tuple[int, ...], tuple[int, ...]]  # attempt indices kept, per target
     gone: tuple[tuple[str, ...], tuple[str, ...]]  # actions given up on, per target
     retry: tuple[bool, bool]
 
 
-def _moves(saga: Saga, machine: Machine) -> dict[str, list[_Move]]:
+def _moves(saga: Saga, machine: Machine, timed: bool) -> dict[str, list[_Move]]:
     outcomes = {}
     for step in saga.all_steps():
         for action in (step, step.compensation):
             if action is not None:
-                outcomes[action.name] = (action.attempt_outcomes, action.retry.attempts)
+                outcomes[action.name] = (
+                    action.attempt_outcomes,
+                    action.retry.attempts,
+                    _saturation(action.retry) if timed else 1,
+                )
     table: dict[str, list[_Move]] = {}
     for sid, info in machine.states.items():
         moves = table[sid] = []
         for position, action in enumerate(info.running):
-            probabilities, limit = outcomes[action]
+            probabilities, limit, saturation = outcomes[action]
             for kind, p in probabilities.items():
                 if p <= 0:
                     continue
@@ -193,7 +219,7 @@ def _moves(saga: Saga, machine: Machine) -> dict[str, list[_Move]]:
                         if a not in target.running and not (kind == "ok" and a == action)
                     ))
                 moves.append(_Move(
-                    position, action, kind, limit,
+                    position, action, kind, limit, saturation,
                     (edges[0].target, edges[1].target),
                     (carry[0], carry[1]),
                     (gone[0], gone[1]),
@@ -214,7 +240,7 @@ def _successors(
         which = 0 if move.limit is None or attempt < move.limit else 1
         carry = move.carry[which]
         new_attempts = tuple(attempts[i] if i >= 0 else 1 for i in carry)
-        if move.retry[which]:
+        if move.retry[which] and (move.limit is not None or attempt < move.saturation):
             new_attempts = (
                 *new_attempts[: move.position], attempt + 1, *new_attempts[move.position + 1 :]
             )
