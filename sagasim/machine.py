@@ -307,13 +307,14 @@ class _Compiler:
                         target = name(self.on_success(config, action))
                         transitions.append(Transition(sid, event, target))
                         continue
-                    fail_target = name(self.on_failure(config, action))
                     if kind == "reject" or attempts == 1:
-                        transitions.append(Transition(sid, event, fail_target))
+                        target = name(self.on_failure(config, action))
+                        transitions.append(Transition(sid, event, target))
                         continue
                     transitions.append(Transition(sid, event, sid, RETRY_GUARD))
                     if attempts is not None:
-                        transitions.append(Transition(sid, event, fail_target, "!" + RETRY_GUARD))
+                        target = name(self.on_failure(config, action))
+                        transitions.append(Transition(sid, event, target, "!" + RETRY_GUARD))
         return infos, transitions
 
     def info(self, sid: str, config: Config) -> StateInfo:
