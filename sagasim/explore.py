@@ -207,7 +207,10 @@ def _moves(saga: Saga, machine: Machine, timed: bool) -> dict[str, list[_Move]]:
             for kind, p in probabilities.items():
                 if p <= 0:
                     continue
-                edges = [machine.step(sid, f"{action}.{kind}", retry_left=b) for b in (True, False)]
+                edges = [
+                    machine.step(sid, f"{action}.{kind}", retry_left=b or limit is None)
+                    for b in (True, False)
+                ]
                 carry, gone = [], []
                 for edge in edges:
                     target = machine.states[edge.target]
