@@ -1,0 +1,260 @@
+"""The ``sagasim`` command line: the contract other tools rely on (DESIGN.md, "Outputs").
+
+Every command prints a human report by default and stable JSON with ``--json``. Exit codes:
+0 success, 1 ``check`` found an inconsistent end state, 2 bad input (one line on stderr, never
+a traceback).
+
+Examples
+--------
+>>> main(["validate", "models/order_fulfillment.yaml"])
+models/order_fulfillment.yaml: valid (order_fulfillment, 7 steps)
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .exceptions import SagaSimError, UsageError
+from .model import Saga
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except SagaSimError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print("sagasim: interrupted", file=sys.stderr)
+        return 130
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def _validate(args: argparse.Namespace) -> int:
+    saga = _load(args)
+    count = sum(1 for _ in saga.all_steps())
+    print(f"{args.model}: valid ({saga.name}, {count} steps)")
+    return 0
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from . import render
+
+    saga = _load(args)
+    out = _output_path(args.output, args.model)
+    if args.view == "states":
+        from .explore import explore
+
+        space = explore(saga, max_states=args.max_states)
+        graph = render.states_diagram(space.to_networkx())
+        render.write(graph, out)
+    else:
+        render.draw(saga, out, view=args.view)
+    print(f"wrote {out}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .check import VIOLATION_KINDS, check
+
+    fail_on = _fail_on(args.fail_on, VIOLATION_KINDS)
+    report = check(_load(args), fail_on=fail_on, max_states=args.max_states)
+    _emit(args, report.to_dict(), report.to_text())
+    return 0 if report.consistent else 1
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    result = analyze(_load(args), sensitivity=not args.no_sensitivity)
+    _emit(args, result.to_dict(), result.to_text())
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .sim import simulate
+
+    saga = _load(args)
+    _check_runs(args.runs)
+    trace = _output_path(args.trace, args.model) if args.trace else None
+    if trace is not None and trace.suffix not in (".json", ".jsonl"):
+        raise UsageError(
+            f"--trace {trace}: unknown trace format '{trace.suffix}' (expected .jsonl or .json)"
+        )
+    results = simulate(
+        saga,
+        runs=args.runs,
+        seed=args.seed,
+        workers=args.workers,
+        trace_limit=args.trace_instances if trace else 0,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if trace is not None:
+        results.write_trace(trace)
+    _emit(args, results.to_dict(), results.to_text())
+    return 0
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Saga:
+    from . import io
+
+    path = Path(args.model)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, expected a model file")
+    saga = io.load(path)
+    if getattr(args, "set", None):
+        saga = io.apply_overrides(saga, args.set)
+    return saga
+
+
+def _output_path(output: str, model: str) -> Path:
+    path = Path(output)
+    if path.exists() and path.resolve() == Path(model).resolve():
+        raise UsageError(f"{output}: refusing to overwrite the model file with output")
+    if path.is_dir():
+        raise UsageError(f"{output}: is a directory, expected a file name")
+    if not path.parent.exists():
+        raise UsageError(f"{output}: directory {path.parent} does not exist")
+    return path
+
+
+def _fail_on(text: str | None, kinds: Sequence[str]) -> frozenset[str]:
+    if text is None:
+        return frozenset(kinds)
+    chosen = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(chosen - set(kinds))
+    if unknown:
+        raise UsageError(
+            f"--fail-on: unknown outcome '{unknown[0]}' (expected some of {', '.join(kinds)})"
+        )
+    return chosen
+
+
+#: About 40 bytes a simulated instance: refuse runs that would not fit in memory.
+MAX_RUNS = 50_000_000
+
+
+def _check_runs(runs: int) -> None:
+    if runs < 1:
+        raise UsageError(f"--runs: expected a positive number of runs, got {runs}")
+    if runs > MAX_RUNS:
+        raise UsageError(
+            f"--runs: {runs:,} runs would need about {runs * 40 / 1e9:.1f} GB; "
+            f"at most {MAX_RUNS:,} at once (run several seeds instead)"
+        )
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=False, allow_nan=False))
+    else:
+        print(text)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sagasim",
+        description="Model, check and simulate sagas: draw a saga, prove its end states, "
+        "measure how often it compensates.",
+    )
+    parser.add_argument("--version", action="version", version=f"sagasim {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, run: Any, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run, command=name)
+        sub.add_argument("model", metavar="MODEL", help="a saga model (.yaml)")
+        return sub
+
+    def overrides(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
+            help="override a number of the model, e.g. process_payment.reject=0.1 (repeatable)",
+        )
+
+    def max_states(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--max-states", type=_positive, default=1_000_000, metavar="N",
+            help="stop exploring past N states (default 1,000,000)",
+        )
+
+    command("validate", _validate, "check a model file against the format; exit 2 if invalid")
+
+    draw = command("draw", _draw, "draw a saga diagram (format from the suffix)")
+    draw.add_argument("-o", "--output", required=True, metavar="FILE",
+                      help="output file: .svg .png .pdf .dot or .mmd (Mermaid)")
+    draw.add_argument("--view", choices=("saga", "machine", "states"), default="saga",
+                      help="saga: steps and compensations; machine: every state of the compiled "
+                      "machine; states: the explored state space (small models)")
+    max_states(draw)
+    overrides(draw)
+
+    chk = command("check", _check, "prove that only consistent end states are reachable")
+    chk.add_argument("--json", action="store_true", help="print JSON")
+    chk.add_argument("--fail-on", metavar="OUTCOMES",
+                     help="comma-separated outcomes that count as violations (default: leaked,"
+                     "stuck,duplicate_effect,hanging,late_leak)")
+    max_states(chk)
+    overrides(chk)
+
+    ana = command("analyze", _analyze, "exact outcome probabilities and expected latencies")
+    ana.add_argument("--json", action="store_true", help="print JSON")
+    ana.add_argument("--no-sensitivity", action="store_true",
+                     help="skip the sensitivity ranking (faster)")
+    overrides(ana)
+
+    sim = command("simulate", _simulate, "SimPy failure-injection runs")
+    sim.add_argument("--runs", type=int, default=10_000, metavar="N", help="instances (10,000)")
+    sim.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+    sim.add_argument("--workers", type=_positive, default=1, metavar="W",
+                     help="worker processes (1); results do not depend on it")
+    sim.add_argument("--json", action="store_true", help="print JSON")
+    sim.add_argument("--trace", metavar="FILE",
+                     help="write per-instance events: .jsonl (JSON Lines) or .json (Perfetto)")
+    sim.add_argument("--trace-instances", type=_positive, default=100, metavar="K",
+                     help="instances to trace (100)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    overrides(sim)
+    return parser
