@@ -159,68 +159,83 @@ def lint(saga: Saga) -> list[Warning]:
     for i, step in enumerate(steps):
         comp = step.compensation
         if comp is not None and step.name in after_pivot:
-            warnings.append(Warning(
-                "compensation-after-pivot",
-                f"{step.name} has a compensation but runs after the pivot {pivot_name}, where "
-                "the saga only moves forward, so it never runs: move the step before the pivot "
-                "or make it retriable without a compensation.",
-            ))
+            warnings.append(
+                Warning(
+                    "compensation-after-pivot",
+                    f"{step.name} has a compensation but runs after the pivot {pivot_name}, where "
+                    "the saga only moves forward, so it never runs: move the step before the pivot "
+                    "or make it retriable without a compensation.",
+                )
+            )
         if comp is not None and not step.effects:
-            warnings.append(Warning(
-                "read-only-compensation",
-                f"{step.name} is read-only (effects: false) yet has a compensation {comp.name} "
-                "with nothing to undo: remove the compensation or declare the effects.",
-            ))
+            warnings.append(
+                Warning(
+                    "read-only-compensation",
+                    f"{step.name} is read-only (effects: false) yet has a compensation {comp.name} "
+                    "with nothing to undo: remove the compensation or declare the effects.",
+                )
+            )
         if step.effects and comp is None and step.name not in after_pivot:
-            later = [
-                s.name for s in steps[i + 1 :] if can_fail(s) and s.name not in after_pivot
-            ]
+            later = [s.name for s in steps[i + 1 :] if can_fail(s) and s.name not in after_pivot]
             if step.kind != "pivot" and later:
-                warnings.append(Warning(
-                    "uncompensated-effect",
-                    f"{step.name} has effects and no compensation, and {later[0]} can fail "
-                    "after it: that failure leaves its effect in place (leaked); add a "
-                    "compensation, move it after the pivot, or declare effects: false.",
-                ))
+                warnings.append(
+                    Warning(
+                        "uncompensated-effect",
+                        f"{step.name} has effects and no compensation, and {later[0]} can fail "
+                        "after it: that failure leaves its effect in place (leaked); add a "
+                        "compensation, move it after the pivot, or declare effects: false.",
+                    )
+                )
         for action in (step, comp):
             if action is None:
                 continue
             if action.timeout_ms is not None and not (action.idempotent or action.rejects_late):
-                warnings.append(Warning(
-                    "ambiguous-timeout",
-                    f"{action.name} has a timeout but is neither idempotent nor rejects_late: "
-                    "a timed-out attempt may still land after a retry (duplicate) or after its "
-                    "compensation (hanging); make it idempotent and have the participant "
-                    "reject late work.",
-                ))
+                warnings.append(
+                    Warning(
+                        "ambiguous-timeout",
+                        f"{action.name} has a timeout but is neither idempotent nor rejects_late: "
+                        "a timed-out attempt may still land after a retry (duplicate) or after its "
+                        "compensation (hanging); make it idempotent and have the participant "
+                        "reject late work.",
+                    )
+                )
             if action.retry.unbounded and action.failure >= 1:
-                warnings.append(Warning(
-                    "retries-forever",
-                    f"{action.name} retries without bound but every attempt fails "
-                    "(failure 1): the saga never ends; lower the failure or bound the attempts.",
-                ))
+                warnings.append(
+                    Warning(
+                        "retries-forever",
+                        f"{action.name} retries without bound but every attempt fails "
+                        "(failure 1): the saga never ends; lower the failure or bound the "
+                        "attempts.",
+                    )
+                )
         if comp is not None and step.name not in after_pivot:
             fragile = comp.failure > 0 or comp.p_timeout > 0
             if comp.reject > 0 or (fragile and not comp.retry.unbounded):
-                warnings.append(Warning(
-                    "fragile-compensation",
-                    f"compensation {comp.name} can fail and has "
-                    f"{_attempts(comp.retry.attempts)}: when they run out the saga is stuck "
-                    "and needs manual repair; retry compensations without bound and make "
-                    "sure they cannot be rejected.",
-                ))
+                warnings.append(
+                    Warning(
+                        "fragile-compensation",
+                        f"compensation {comp.name} can fail and has "
+                        f"{_attempts(comp.retry.attempts)}: when they run out the saga is stuck "
+                        "and needs manual repair; retry compensations without bound and make "
+                        "sure they cannot be rejected.",
+                    )
+                )
         if step.name in after_pivot and (
             step.reject > 0 or (can_fail(step) and not step.retry.unbounded)
         ):
-            why = "can be rejected" if step.reject > 0 else (
-                f"can fail and has {_attempts(step.retry.attempts)}"
+            why = (
+                "can be rejected"
+                if step.reject > 0
+                else (f"can fail and has {_attempts(step.retry.attempts)}")
             )
-            warnings.append(Warning(
-                "fragile-forward-step",
-                f"{step.name} runs after the pivot {pivot_name} and {why}: the saga cannot "
-                "go back, so it ends stuck; make it retriable with unbounded retries and no "
-                "rejection.",
-            ))
+            warnings.append(
+                Warning(
+                    "fragile-forward-step",
+                    f"{step.name} runs after the pivot {pivot_name} and {why}: the saga cannot "
+                    "go back, so it ends stuck; make it retriable with unbounded retries and no "
+                    "rejection.",
+                )
+            )
     return warnings
 
 

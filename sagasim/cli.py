@@ -216,45 +216,74 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def max_states(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
-            "--max-states", type=_positive, default=1_000_000, metavar="N",
+            "--max-states",
+            type=_positive,
+            default=1_000_000,
+            metavar="N",
             help="stop exploring past N states (default 1,000,000)",
         )
 
     command("validate", _validate, "check a model file against the format; exit 2 if invalid")
 
     draw = command("draw", _draw, "draw a saga diagram (format from the suffix)")
-    draw.add_argument("-o", "--output", required=True, metavar="FILE",
-                      help="output file: .svg .png .pdf .dot or .mmd (Mermaid)")
-    draw.add_argument("--view", choices=("saga", "machine", "states"), default="saga",
-                      help="saga: steps and compensations; machine: every state of the compiled "
-                      "machine; states: the explored state space (small models)")
+    draw.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="output file: .svg .png .pdf .dot or .mmd (Mermaid)",
+    )
+    draw.add_argument(
+        "--view",
+        choices=("saga", "machine", "states"),
+        default="saga",
+        help="saga: steps and compensations; machine: every state of the compiled "
+        "machine; states: the explored state space (small models)",
+    )
     max_states(draw)
     overrides(draw)
 
     chk = command("check", _check, "prove that only consistent end states are reachable")
     chk.add_argument("--json", action="store_true", help="print JSON")
-    chk.add_argument("--fail-on", metavar="OUTCOMES",
-                     help="comma-separated outcomes that count as violations (default: leaked,"
-                     "stuck,duplicate_effect,hanging,late_leak)")
+    chk.add_argument(
+        "--fail-on",
+        metavar="OUTCOMES",
+        help="comma-separated outcomes that count as violations (default: leaked,"
+        "stuck,duplicate_effect,hanging,late_leak)",
+    )
     max_states(chk)
     overrides(chk)
 
     ana = command("analyze", _analyze, "exact outcome probabilities and expected latencies")
     ana.add_argument("--json", action="store_true", help="print JSON")
-    ana.add_argument("--no-sensitivity", action="store_true",
-                     help="skip the sensitivity ranking (faster)")
+    ana.add_argument(
+        "--no-sensitivity", action="store_true", help="skip the sensitivity ranking (faster)"
+    )
     overrides(ana)
 
     sim = command("simulate", _simulate, "SimPy failure-injection runs")
     sim.add_argument("--runs", type=int, default=10_000, metavar="N", help="instances (10,000)")
     sim.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    sim.add_argument("--workers", type=_positive, default=1, metavar="W",
-                     help="worker processes (1); results do not depend on it")
+    sim.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="W",
+        help="worker processes (1); results do not depend on it",
+    )
     sim.add_argument("--json", action="store_true", help="print JSON")
-    sim.add_argument("--trace", metavar="FILE",
-                     help="write per-instance events: .jsonl (JSON Lines) or .json (Perfetto)")
-    sim.add_argument("--trace-instances", type=_positive, default=100, metavar="K",
-                     help="instances to trace (100)")
+    sim.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write per-instance events: .jsonl (JSON Lines) or .json (Perfetto)",
+    )
+    sim.add_argument(
+        "--trace-instances",
+        type=_positive,
+        default=100,
+        metavar="K",
+        help="instances to trace (100)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides(sim)
     return parser

@@ -190,44 +190,51 @@ class _Move:
 
 
 def _moves(saga: Saga, machine: Machine, timed: bool) -> dict[str, list[_Move]]:
-    outcomes = {}
-    for step in saga.all_steps():
-        for action in (step, step.compensation):
-            if action is not None:
-                outcomes[action.name] = (
-                    action.attempt_outcomes,
-                    action.retry.attempts,
-                    _saturation(action.retry) if timed else 1,
-                )
+    outcomes = {
+        a.name: (a.attempt_outcomes, a.retry.attempts, _saturation(a.retry) if timed else 1)
+        for a in saga.actions()
+    }
     table: dict[str, list[_Move]] = {}
     for sid, info in machine.states.items():
         moves = table[sid] = []
-        for position, action in enumerate(info.running):
-            probabilities, limit, saturation = outcomes[action]
+        for position, name in enumerate(info.running):
+            probabilities, limit, saturation = outcomes[name]
             for kind, p in probabilities.items():
                 if p <= 0:
                     continue
                 edges = [
-                    machine.step(sid, f"{action}.{kind}", retry_left=b or limit is None)
+                    machine.step(sid, f"{name}.{kind}", retry_left=b or limit is None)
                     for b in (True, False)
                 ]
                 carry, gone = [], []
                 for edge in edges:
                     target = machine.states[edge.target]
-                    carry.append(tuple(
-                        info.running.index(a) if a in info.running else -1 for a in target.running
-                    ))
-                    gone.append(tuple(
-                        a for a in info.running
-                        if a not in target.running and not (kind == "ok" and a == action)
-                    ))
-                moves.append(_Move(
-                    position, action, kind, limit, saturation,
-                    (edges[0].target, edges[1].target),
-                    (carry[0], carry[1]),
-                    (gone[0], gone[1]),
-                    (edges[0].is_retry, edges[1].is_retry),
-                ))
+                    carry.append(
+                        tuple(
+                            info.running.index(a) if a in info.running else -1
+                            for a in target.running
+                        )
+                    )
+                    gone.append(
+                        tuple(
+                            a
+                            for a in info.running
+                            if a not in target.running and not (kind == "ok" and a == name)
+                        )
+                    )
+                moves.append(
+                    _Move(
+                        position,
+                        name,
+                        kind,
+                        limit,
+                        saturation,
+                        (edges[0].target, edges[1].target),
+                        (carry[0], carry[1]),
+                        (gone[0], gone[1]),
+                        (edges[0].is_retry, edges[1].is_retry),
+                    )
+                )
     return table
 
 
@@ -245,7 +252,9 @@ def _successors(
         new_attempts = tuple(attempts[i] if i >= 0 else 1 for i in carry)
         if move.retry[which] and (move.limit is not None or attempt < move.saturation):
             new_attempts = (
-                *new_attempts[: move.position], attempt + 1, *new_attempts[move.position + 1 :]
+                *new_attempts[: move.position],
+                attempt + 1,
+                *new_attempts[move.position + 1 :],
             )
         new_ledger = ledger
         if people is not None:
@@ -262,5 +271,3 @@ def _successors(
             yield (sid, attempts, landed), action, "late_ok"
             if action in people.may_be_lost:
                 yield (sid, attempts, people.lost(ledger, action)), action, "late_fail"
-
-

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import numpy as np
 from scipy import stats
@@ -36,7 +36,7 @@ class _Distribution:
     def mean_until(self, t_ms: float | None) -> float:
         """E[min(L, t)]: the orchestrator's expected wait for one attempt with timeout ``t``."""
         if t_ms is None:
-            return self.partial_mean(math.inf)  # type: ignore[attr-defined, no-any-return]
+            return self.partial_mean(math.inf)  # type: ignore[attr-defined]
         below = self.partial_mean(t_ms)  # type: ignore[attr-defined]
         return float(below + t_ms * (1.0 - self.cdf(t_ms)))  # type: ignore[attr-defined]
 
@@ -221,5 +221,4 @@ class Empirical(_Distribution):
         return rng.choice(np.asarray(self.samples_ms, dtype=float), size)
 
 
-Latency = Union[Constant, Uniform, Exponential, Normal, LogNormal, Empirical]
-
+Latency = Constant | Uniform | Exponential | Normal | LogNormal | Empirical

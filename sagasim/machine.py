@@ -251,9 +251,7 @@ class _Compiler:
 
     def compensation_done(self, config: Config, action: str) -> Config:
         stages, leak = config[1], config[2]
-        current = tuple(
-            chain[1:] if chain[0] == action else chain for chain in stages[0] if chain
-        )
+        current = tuple(chain[1:] if chain[0] == action else chain for chain in stages[0] if chain)
         current = tuple(chain for chain in current if chain)
         rest = ((current,) if current else ()) + stages[1:]
         if not rest:
@@ -354,7 +352,9 @@ def _signature(saga: Saga) -> tuple[Any, ...]:
         return (action_shape(s), s.kind, s.effects, action_shape(s.compensation))
 
     entries = tuple(
-        step_shape(e) if isinstance(e, Step) else tuple(tuple(map(step_shape, b)) for b in e.branches)
+        step_shape(e)
+        if isinstance(e, Step)
+        else tuple(tuple(map(step_shape, b)) for b in e.branches)
         for e in saga.steps
     )
     return (saga.name, saga.compensation_order, entries)
@@ -379,7 +379,9 @@ class Machine:
             self.table[(t.source, t.event)] = (*self.table.get((t.source, t.event), ()), t)
 
     def __repr__(self) -> str:
-        return f"<Machine {self.name}: {len(self.states)} states, {len(self.transitions)} transitions>"
+        return (
+            f"<Machine {self.name}: {len(self.states)} states, {len(self.transitions)} transitions>"
+        )
 
     @property
     def terminals(self) -> dict[str, str]:
@@ -493,7 +495,7 @@ def _table_from_class(machine_class: type) -> list[Transition]:
 
 
 def compile_saga(saga: Saga) -> Machine:
-    """The machine of ``saga``, built once per shape and cached (classes are registered globally)."""
+    """The machine of ``saga``, built once per shape and cached (classes register globally)."""
     signature = _signature(saga)
     cached = _SHAPES.get(signature)
     if cached is None:
@@ -503,4 +505,3 @@ def compile_saga(saga: Saga) -> Machine:
 
 
 _SHAPES: dict[tuple[Any, ...], Machine] = {}
-

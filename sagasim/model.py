@@ -25,7 +25,7 @@ from __future__ import annotations
 import keyword
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import Literal
 
 from .exceptions import SagaDefinitionError
 from .latency import Constant, Latency
@@ -164,7 +164,7 @@ class Parallel:
     branches: tuple[tuple[Step, ...], ...]
 
 
-Entry = Union[Step, Parallel]
+Entry = Step | Parallel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,6 +212,13 @@ class Saga:
                 for branch in entry.branches:
                     yield from branch
 
+    def actions(self) -> Iterator[Action]:
+        """Every step, each followed by its compensation if it has one."""
+        for step in self.all_steps():
+            yield step
+            if step.compensation is not None:
+                yield step.compensation
+
     def step(self, name: str) -> Step:
         for step in self.all_steps():
             if step.name == name:
@@ -220,11 +227,9 @@ class Saga:
 
     def action(self, name: str) -> Action:
         """A step or a compensation by name."""
-        for step in self.all_steps():
-            if step.name == name:
-                return step
-            if step.compensation is not None and step.compensation.name == name:
-                return step.compensation
+        for action in self.actions():
+            if action.name == name:
+                return action
         raise KeyError(name)
 
     def service(self, name: str) -> Service:
@@ -343,7 +348,7 @@ def validate(saga: Saga) -> None:
                 check_name(step.compensation.name, f"{step_path}.compensation.name")
                 check_action(step.compensation, f"{step_path}.compensation")
                 used_services.add(step.compensation.service or step.service_name)
-    for index, service in enumerate(saga.services):
+    for service in saga.services:
         spath = f"services.{service.name}"
         if service.name not in used_services:
             raise SagaDefinitionError(

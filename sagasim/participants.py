@@ -63,12 +63,8 @@ class Participants:
             s.compensation.name: s.name for s in steps if s.compensation is not None
         }
         n = len(steps)
-        late = [s for s in saga.all_steps() if s.may_land_late and s.effects]
-        late += [
-            s.compensation
-            for s in steps
-            if s.compensation is not None and s.compensation.may_land_late
-        ]
+        tracked = set(self.effect_index) | set(self.undoes)
+        late = [a for a in saga.actions() if a.may_land_late and a.name in tracked]
         self.pending_index = {a.name: 2 * n + i for i, a in enumerate(late)}
         #: Actions whose timed-out attempt may also never land (the participant failed it).
         self.may_be_lost = {a.name for a in late if a.failure > 0 or a.reject > 0}
