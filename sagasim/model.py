@@ -47,8 +47,12 @@ __all__ = [
 
 StepKind = Literal["compensatable", "pivot", "retriable", "read_only", "uncompensatable"]
 
-#: Identifiers a state machine reserves: names of steps and compensations may not use them.
-RESERVED_NAMES = frozenset({"send", "states", "configuration", "model", "name"})
+#: Names steps and compensations may not take: the state machine's own attributes, and the
+#: end states (a step named ``stuck`` would read like one in every trace and diagram).
+RESERVED_NAMES = frozenset(
+    {"send", "states", "configuration", "model", "name"}
+    | {"committed", "compensated", "leaked", "stuck"}
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

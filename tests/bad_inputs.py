@@ -273,8 +273,8 @@ BAD_INPUTS = [
     BadInput(
         "reserved name",
         "saga: s\nsteps:\n  - name: send\n",
-        "3: steps[0].name: expected a name other than the reserved ['configuration', 'model',"
-        " 'name', 'send', 'states'], got 'send'",
+        "3: steps[0].name: expected a name other than the reserved ['committed', 'compensated',"
+        " 'configuration', 'leaked', 'model', 'name', 'send', 'states', 'stuck'], got 'send'",
         "rejects",
     ),
     BadInput(
