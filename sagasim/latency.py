@@ -22,10 +22,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
-#: z such that P(Z <= z) = 0.99 for a standard normal Z.
-Z99 = float(stats.norm.ppf(0.99))
+#: z such that P(Z <= z) = 0.99 for a standard normal Z (scipy's norm.ppf(0.99)).
+Z99 = 2.3263478740408408
+
+
+def _phi(z: float) -> float:
+    """Standard normal CDF (math.erf: importing scipy.stats costs seconds at start-up)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+def _pdf(z: float) -> float:
+    return math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
 
 class _Distribution:
@@ -125,17 +133,15 @@ class Normal(_Distribution):
     exponential: ClassVar[bool] = False
 
     def _mass_above_zero(self) -> float:
-        return float(stats.norm.sf(0.0, self.mu_ms, self.sd_ms)) if self.sd_ms else 1.0
+        return _phi(self.mu_ms / self.sd_ms) if self.sd_ms else 1.0
 
     def cdf(self, t_ms: float) -> float:
         if self.sd_ms == 0:
             return 1.0 if t_ms >= self.mu_ms else 0.0
         if t_ms <= 0:
             return 0.0
-        below = stats.norm.cdf(t_ms, self.mu_ms, self.sd_ms) - stats.norm.cdf(
-            0.0, self.mu_ms, self.sd_ms
-        )
-        return float(below / self._mass_above_zero())
+        below = _phi((t_ms - self.mu_ms) / self.sd_ms) - _phi(-self.mu_ms / self.sd_ms)
+        return below / self._mass_above_zero()
 
     def partial_mean(self, t_ms: float) -> float:
         mu, sd = self.mu_ms, self.sd_ms
@@ -144,10 +150,8 @@ class Normal(_Distribution):
         if t_ms <= 0:
             return 0.0
         a, b = (0.0 - mu) / sd, (t_ms - mu) / sd
-        inside = mu * (stats.norm.cdf(b) - stats.norm.cdf(a)) - sd * (
-            stats.norm.pdf(b) - stats.norm.pdf(a)
-        )
-        return float(inside / self._mass_above_zero())
+        inside = mu * (_phi(b) - _phi(a)) - sd * (_pdf(b) - _pdf(a))
+        return inside / self._mass_above_zero()
 
     @property
     def mean_ms(self) -> float:
@@ -185,7 +189,7 @@ class LogNormal(_Distribution):
             return 0.0
         if self.sigma == 0:
             return 1.0 if t_ms >= self.median_ms else 0.0
-        return float(stats.norm.cdf((math.log(t_ms) - math.log(self.median_ms)) / self.sigma))
+        return _phi((math.log(t_ms) - math.log(self.median_ms)) / self.sigma)
 
     def partial_mean(self, t_ms: float) -> float:
         if t_ms <= 0:
@@ -193,7 +197,7 @@ class LogNormal(_Distribution):
         if self.sigma == 0:
             return self.median_ms if t_ms >= self.median_ms else 0.0
         mu, s = math.log(self.median_ms), self.sigma
-        return self.mean_ms * float(stats.norm.cdf((math.log(t_ms) - mu - s * s) / s))
+        return self.mean_ms * _phi((math.log(t_ms) - mu - s * s) / s)
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.lognormal(math.log(self.median_ms), self.sigma, size)
