@@ -252,6 +252,12 @@ class Saga:
                 return step.service_name
         return action.name
 
+    def _repr_svg_(self) -> str:
+        """The saga diagram, for Jupyter (drawing is imported only when asked for)."""
+        from .render import repr_svg
+
+        return repr_svg(self)
+
     @property
     def pivot_index(self) -> int | None:
         """Index in :attr:`steps` of the pivot entry, if any."""
