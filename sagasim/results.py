@@ -1,0 +1,516 @@
+"""What a simulation found: per-instance arrays, their summaries, and traces.
+
+A :class:`Results` holds one compact numpy array per measured quantity, one entry per saga
+instance (about 26 bytes an instance), so a million instances fit in well under 100 MB. Every
+figure the command line, a notebook or a sweep shows is computed from those arrays on demand:
+outcome counts, rates with Wilson intervals (from :func:`scipy.stats.binomtest`), latency
+percentiles, inconsistency windows, service utilisation, anomalies. :meth:`Results.to_dict` is
+the stable JSON shape of DESIGN.md ("Outputs").
+
+Examples
+--------
+>>> from sagasim.model import Saga, Step, Compensation
+>>> from sagasim.sim import simulate
+>>> saga = Saga(name="pay", steps=(
+...     Step(name="reserve", compensation=Compensation(name="release")),
+...     Step(name="charge", kind_declared="pivot", reject=0.2),
+... ))
+>>> results = simulate(saga, runs=2_000, seed=1)
+>>> results.outcomes
+{'committed': 1590, 'compensated': 410, 'leaked': 0, 'stuck': 0}
+>>> rate = results.compensation_rate
+>>> rate.low < 0.2 < rate.high
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from .machine import OUTCOMES
+from .participants import ANOMALIES
+
+__all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span", "TraceEvent"]
+__all__ += ["empty_columns", "merge"]
+
+#: The per-instance arrays of :class:`Results` and their typecodes (numpy reads them as int8,
+#: float64, uint8, int16, int16, float32, float64): 26 bytes an instance.
+COLUMNS = {
+    "outcome": "b",
+    "latency_ms": "d",
+    "anomaly_flags": "B",
+    "retries": "h",
+    "compensations": "h",
+    "window_ms": "f",
+    "start_ms": "d",
+}
+
+#: JSON keys of the anomaly counts (DESIGN.md), in the order of :data:`ANOMALIES`.
+ANOMALY_KEYS = ("duplicate_effects", "hanging", "late_leaks", "empty_compensations")
+#: What :meth:`Results.rate` accepts besides an end state and an anomaly.
+COMPENSATION = "compensation"
+RATE_DIGITS = 6
+MS_DIGITS = 3
+#: Participants' events of a trace (a timed-out attempt landing, or lost), not the machine's.
+LATE_EVENTS = (".late_ok", ".late_fail")
+
+
+class Rate(NamedTuple):
+    """A proportion and its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+class TraceEvent(NamedTuple):
+    """One event of a traced instance: when, what, and the machine state after it."""
+
+    t_ms: float
+    event: str
+    state: str
+
+
+class Span(NamedTuple):
+    """One attempt of an action, from its start to when the orchestrator saw it end."""
+
+    action: str
+    attempt: int
+    start_ms: float
+    end_ms: float
+    result: str
+    compensation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceTrace:
+    """Everything that happened to one instance.
+
+    Times are the instance's simulation clock: absolute with arrivals (instances share the
+    services), from the instance's own start otherwise.
+    """
+
+    instance: int
+    start_ms: float
+    events: tuple[TraceEvent, ...]
+    spans: tuple[Span, ...]
+    outcome: str
+    anomalies: tuple[str, ...]
+    latency_ms: float
+
+    @property
+    def timeline(self) -> list[tuple[float, str]]:
+        """The events as ``(t_ms, event)`` pairs."""
+        return [(e.t_ms, e.event) for e in self.events]
+
+
+@dataclass(slots=True)
+class ServiceStats:
+    """Load on one service, summed over its attempts."""
+
+    name: str
+    capacity: int | None
+    attempts: int = 0
+    busy_ms: float = 0.0
+    wait_ms: float = 0.0
+
+    def add(self, other: ServiceStats) -> None:
+        self.attempts += other.attempts
+        self.busy_ms += other.busy_ms
+        self.wait_ms += other.wait_ms
+
+
+def empty_columns(n: int) -> dict[str, array[Any]]:
+    """Zeroed buffers for the per-instance arrays of ``n`` instances, cheap to fill one item at
+    a time; ``numpy.array`` turns each into the array of the same name in :class:`Results`.
+
+    >>> {name: len(column) for name, column in empty_columns(3).items()}["window_ms"]
+    3
+    """
+    return {name: array(code, bytes(n * array(code).itemsize)) for name, code in COLUMNS.items()}
+
+
+def _wilson(k: int, n: int, confidence: float) -> Rate:
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Rate(k / n, float(ci.low), float(ci.high))
+
+
+def _round(value: float, digits: int) -> float | None:
+    """A float fit for stable JSON: rounded, and None where it is not finite."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    if values.size == 0:
+        return {"mean": math.nan, "p50": math.nan, "p95": math.nan, "p99": math.nan}
+    p50, p95, p99 = np.percentile(values, (50, 95, 99))
+    return {"mean": float(values.mean()), "p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def _rounded(summary: dict[str, float]) -> dict[str, float | None]:
+    return {key: _round(value, MS_DIGITS) for key, value in summary.items()}
+
+
+@dataclass(slots=True, eq=False)
+class Results:
+    """Per-instance results of :func:`sagasim.sim.simulate` and what follows from them.
+
+    ``outcome`` indexes :data:`sagasim.machine.OUTCOMES`; ``anomaly_flags`` holds the bits of
+    :data:`sagasim.participants.ANOMALIES`; ``compensations`` counts compensation attempts;
+    ``window_ms`` is the inconsistency window (NaN where no compensation ran or no effect
+    landed); ``start_ms`` is the arrival time (0 without arrivals). ``horizon_ms`` is the span
+    of a shared run (0 when instances were independent).
+    """
+
+    saga: str
+    runs: int
+    seed: int
+    outcome: np.ndarray
+    latency_ms: np.ndarray
+    anomaly_flags: np.ndarray
+    retries: np.ndarray
+    compensations: np.ndarray
+    window_ms: np.ndarray
+    start_ms: np.ndarray
+    services: dict[str, ServiceStats] = field(default_factory=dict)
+    shared: bool = False
+    horizon_ms: float = 0.0
+    traces: list[InstanceTrace] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
+        return f"<Results {self.saga}: {self.runs} runs, {counts}>"
+
+    # --- counts and rates
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Instances per end state: every key of DESIGN.md, summing to ``runs``."""
+        counts = np.bincount(self.outcome, minlength=len(OUTCOMES))
+        return {name: int(counts[i]) for i, name in enumerate(OUTCOMES)}
+
+    @property
+    def compensated(self) -> np.ndarray:
+        """Per instance: whether at least one compensation attempt started."""
+        return np.asarray(self.compensations > 0)
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        """Instances with each anomaly, keyed as :data:`sagasim.participants.ANOMALIES`."""
+        return {name: int(self._indicator(name).sum()) for name in ANOMALIES}
+
+    def _indicator(self, what: str) -> np.ndarray:
+        if what in OUTCOMES:
+            return np.asarray(self.outcome == OUTCOMES.index(what))
+        if what == COMPENSATION:
+            return self.compensated
+        if what in ANOMALIES:
+            return np.asarray(self.anomaly_flags & (1 << ANOMALIES.index(what)) != 0)
+        expected = ", ".join((*OUTCOMES, COMPENSATION, *ANOMALIES))
+        raise ValueError(f"expected one of {expected}, got {what!r}")
+
+    def rate(self, outcome: str, confidence: float = 0.95) -> Rate:
+        """The fraction of instances with ``outcome`` (an end state, ``"compensation"`` or an
+        anomaly) and its Wilson interval at ``confidence``.
+
+        >>> from sagasim.model import Saga, Step
+        >>> from sagasim.sim import simulate
+        >>> r = simulate(Saga(name="s", steps=(Step(name="a", reject=0.5),)), runs=400)
+        >>> r.rate("committed", confidence=0.99)
+        Rate(value=0.5, low=0.43613..., high=0.56386...)
+        """
+        return _wilson(int(self._indicator(outcome).sum()), self.runs, confidence)
+
+    @property
+    def compensation_rate(self) -> Rate:
+        """The headline figure: instances in which a compensation ran, with a 95% interval."""
+        return self.rate(COMPENSATION)
+
+    @property
+    def stuck_rate(self) -> Rate:
+        return self.rate("stuck")
+
+    @property
+    def leaked_rate(self) -> Rate:
+        return self.rate("leaked")
+
+    # --- times
+    def latency(self, outcome: str | None = None) -> dict[str, float]:
+        """Mean, p50, p95 and p99 end-to-end latency (ms) of all instances or of one outcome;
+        NaN where no instance ended that way."""
+        values = self.latency_ms if outcome is None else self.latency_ms[self._indicator(outcome)]
+        return _summary(values)
+
+    def inconsistency_window(self) -> dict[str, float]:
+        """From the first effect landing to the end, over instances that compensated (ms)."""
+        values = self.window_ms[~np.isnan(self.window_ms)].astype(np.float64)
+        summary = _summary(values)
+        summary["max"] = float(values.max()) if values.size else math.nan
+        return summary
+
+    def service_stats(self) -> dict[str, dict[str, float | int | None]]:
+        """Per service: attempts, utilisation (busy time over capacity and the run's span, for
+        a shared run of a service with a capacity; None otherwise) and mean queue wait."""
+        out: dict[str, dict[str, float | int | None]] = {}
+        for name, s in sorted(self.services.items()):
+            utilisation = None
+            if self.shared and s.capacity is not None and self.horizon_ms > 0:
+                utilisation = s.busy_ms / (s.capacity * self.horizon_ms)
+            out[name] = {
+                "capacity": s.capacity,
+                "attempts": s.attempts,
+                "utilisation": utilisation,
+                "mean_queue_wait_ms": s.wait_ms / s.attempts if s.attempts else 0.0,
+            }
+        return out
+
+    def per_instance(self, what: str) -> dict[str, float]:
+        """Mean and maximum of ``"retries"`` or ``"compensations"`` per instance."""
+        if what not in ("retries", "compensations"):
+            raise ValueError(f"expected 'retries' or 'compensations', got {what!r}")
+        values = self.retries if what == "retries" else self.compensations
+        return {"mean": float(values.mean()), "max": float(values.max())}
+
+    def rate_over_time(
+        self, window_ms: float, outcome: str = COMPENSATION
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rate of ``outcome`` among instances starting in each window of ``window_ms``:
+        ``(window starts, rates)``, NaN for windows without arrivals. Shows an outage's spike.
+
+        >>> from sagasim.model import Saga, Step, Arrivals
+        >>> from sagasim.sim import simulate
+        >>> saga = Saga(name="s", steps=(Step(name="a", reject=0.5),),
+        ...             arrivals=Arrivals(rate_per_s=10))
+        >>> starts, rates = simulate(saga, runs=100).rate_over_time(5_000, "committed")
+        >>> starts[:2].tolist(), len(rates) == len(starts)
+        ([0.0, 5000.0], True)
+        """
+        if not window_ms > 0:
+            raise ValueError(f"expected a positive window, got {window_ms!r} ms")
+        bins = (self.start_ms // window_ms).astype(np.int64)
+        n = int(bins.max()) + 1
+        counts = np.bincount(bins, minlength=n)
+        hits = np.bincount(bins, weights=self._indicator(outcome), minlength=n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+        return np.arange(n) * float(window_ms), rates
+
+    # --- outputs
+    def to_dict(self) -> dict[str, Any]:
+        """DESIGN.md's ``simulate`` JSON, plus rates, latency by outcome, windows, services and
+        per-instance retries and compensations; floats rounded so the text is stable."""
+        comp = self.compensation_rate
+        counts = self.outcomes
+        anomalies = self.anomalies
+        return {
+            "saga": self.saga,
+            "runs": self.runs,
+            "seed": self.seed,
+            "outcomes": counts,
+            "compensation_rate": {
+                "value": _round(comp.value, RATE_DIGITS),
+                "ci95": [_round(comp.low, RATE_DIGITS), _round(comp.high, RATE_DIGITS)],
+            },
+            "latency_ms": _rounded(self.latency()),
+            "anomalies": {key: anomalies[name] for key, name in zip(ANOMALY_KEYS, ANOMALIES)},
+            "rates": {name: self._rate_dict(name) for name in OUTCOMES},
+            "latency_by_outcome": {
+                name: _rounded(self.latency(name)) if counts[name] else None for name in OUTCOMES
+            },
+            "inconsistency_window_ms": _rounded(self.inconsistency_window()),
+            "services": {
+                name: {
+                    k: _round(v, RATE_DIGITS if k == "utilisation" else MS_DIGITS)
+                    if isinstance(v, float)
+                    else v
+                    for k, v in s.items()
+                }
+                for name, s in self.service_stats().items()
+            },
+            "retries_per_instance": _rounded(self.per_instance("retries")),
+            "compensations_per_instance": _rounded(self.per_instance("compensations")),
+        }
+
+    def _rate_dict(self, name: str) -> dict[str, Any]:
+        r = self.rate(name)
+        return {
+            "value": _round(r.value, RATE_DIGITS),
+            "ci95": [_round(r.low, RATE_DIGITS), _round(r.high, RATE_DIGITS)],
+        }
+
+    def _rows(self) -> list[tuple[str, str]]:
+        rows = [("runs", f"{self.runs:,} (seed {self.seed})")]
+        for name, count in self.outcomes.items():
+            r = self.rate(name)
+            rows.append((name, f"{count:,}  {r.value:.4%}  [{r.low:.4%}, {r.high:.4%}]"))
+        comp = self.compensation_rate
+        rows.append(("compensation rate", f"{comp.value:.4%}  [{comp.low:.4%}, {comp.high:.4%}]"))
+        lat = self.latency()
+        rows.append(
+            (
+                "latency ms",
+                f"mean {lat['mean']:.1f}  p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}"
+                f"  p99 {lat['p99']:.1f}",
+            )
+        )
+        window = self.inconsistency_window()
+        if not math.isnan(window["mean"]):
+            rows.append(("inconsistency ms", f"mean {window['mean']:.1f}  p99 {window['p99']:.1f}"))
+        retries, comps = self.per_instance("retries"), self.per_instance("compensations")
+        rows.append(("retries/instance", f"mean {retries['mean']:.3f}  max {retries['max']:.0f}"))
+        rows.append(("compensations/inst", f"mean {comps['mean']:.3f}  max {comps['max']:.0f}"))
+        rows.append(
+            ("anomalies", "  ".join(f"{k} {v:,}" for k, v in self.anomalies.items()) or "none")
+        )
+        for name, s in self.service_stats().items():
+            util = s["utilisation"]
+            load = f"utilisation {util:.1%}  " if isinstance(util, float) else ""
+            rows.append(
+                (f"service {name}", f"{load}mean queue wait {s['mean_queue_wait_ms']:.1f} ms")
+            )
+        return rows
+
+    def to_text(self) -> str:
+        """A table for people."""
+        rows = self._rows()
+        width = max(len(k) for k, _ in rows)
+        lines = [f"simulate {self.saga}"] + [f"  {k:<{width}}  {v}" for k, v in rows]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
+            for k, v in self._rows()
+        )
+        return f"<table><caption>simulate {escape(self.saga)}</caption>{cells}</table>"
+
+    def to_pandas(self) -> Any:
+        """One row per instance; needs pandas (``pip install 'sagasim[pandas]'``)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError(
+                "Results.to_pandas needs pandas: pip install 'sagasim[pandas]'"
+            ) from err
+        columns: dict[str, Any] = {
+            "start_ms": self.start_ms,
+            "outcome": pd.Categorical.from_codes(self.outcome.astype(np.int64), OUTCOMES),
+            "latency_ms": self.latency_ms,
+            "compensated": self.compensated,
+            "compensations": self.compensations,
+            "retries": self.retries,
+            "inconsistency_window_ms": self.window_ms,
+        }
+        for name in ANOMALIES:
+            columns[name] = self._indicator(name)
+        return pd.DataFrame(columns, index=pd.RangeIndex(self.runs, name="instance"))
+
+    def write_trace(self, path: str | os.PathLike[str]) -> None:
+        """Write the traced instances: ``.jsonl`` one event a line, ``.json`` the Chrome
+        trace-event format (one track per instance; open it in Perfetto or chrome://tracing)."""
+        path = Path(path)
+        if path.suffix == ".jsonl":
+            with path.open("w", encoding="utf-8") as out:
+                for trace in self.traces:
+                    for e in trace.events:
+                        record = {
+                            "instance": trace.instance,
+                            "t_ms": round(e.t_ms, MS_DIGITS),
+                            "event": e.event,
+                            "state": e.state,
+                        }
+                        out.write(json.dumps(record) + "\n")
+        elif path.suffix == ".json":
+            path.write_text(json.dumps(_chrome_trace(self)), encoding="utf-8")
+        else:
+            raise ValueError(f"{path}: expected a .jsonl or .json trace file, got {path.suffix!r}")
+
+
+def _chrome_trace(results: Results) -> dict[str, Any]:
+    events: list[dict[str, Any]] = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": results.saga}}
+    ]
+    for trace in results.traces:
+        tid = trace.instance
+        events.append(
+            {
+                "ph": "M",
+                "name": "thread_name",
+                "pid": 1,
+                "tid": tid,
+                "args": {"name": f"instance {tid} ({trace.outcome})"},
+            }
+        )
+        for s in trace.spans:
+            events.append(
+                {
+                    "name": s.action,
+                    "cat": "compensation" if s.compensation else "step",
+                    "ph": "X",
+                    "pid": 1,
+                    "tid": tid,
+                    "ts": round(s.start_ms * 1000, 3),
+                    "dur": round((s.end_ms - s.start_ms) * 1000, 3),
+                    "cname": "terrible" if s.compensation else "good",
+                    "args": {"attempt": s.attempt, "result": s.result},
+                }
+            )
+        instants = [(e.t_ms, e.event) for e in trace.events if e.event.endswith(LATE_EVENTS)]
+        instants.append((trace.start_ms + trace.latency_ms, trace.outcome))
+        events.extend(
+            {"name": name, "ph": "i", "s": "t", "pid": 1, "tid": tid, "ts": round(t * 1000, 3)}
+            for t, name in instants
+        )
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
+def merge(parts: Sequence[Results]) -> Results:
+    """Join the results of chunks of one simulation, in order.
+
+    >>> from sagasim.model import Saga, Step
+    >>> from sagasim.sim import simulate
+    >>> r = simulate(Saga(name="s", steps=(Step(name="a", reject=0.5),)), runs=10)
+    >>> merge([r, r]).runs
+    20
+    """
+    if not parts:
+        raise ValueError("expected at least one Results to merge, got none")
+    first = parts[0]
+    services: dict[str, ServiceStats] = {}
+    for part in parts:
+        for name, s in part.services.items():
+            total = services.setdefault(name, ServiceStats(name=name, capacity=s.capacity))
+            total.add(s)
+    traces = [trace for part in parts for trace in part.traces]
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(part, name) for part in parts])
+
+    return Results(
+        saga=first.saga,
+        runs=sum(p.runs for p in parts),
+        seed=first.seed,
+        outcome=joined("outcome"),
+        latency_ms=joined("latency_ms"),
+        anomaly_flags=joined("anomaly_flags"),
+        retries=joined("retries"),
+        compensations=joined("compensations"),
+        window_ms=joined("window_ms"),
+        start_ms=joined("start_ms"),
+        services=services,
+        shared=first.shared,
+        horizon_ms=max(p.horizon_ms for p in parts),
+        traces=traces,
+    )
