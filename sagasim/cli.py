@@ -122,15 +122,62 @@ def _simulate(args: argparse.Namespace) -> int:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .importers import detect_format, to_yaml_with_comments
+
+    saga = _load(args)
+    label = {"asl": "AWS Step Functions", "seata": "Seata"}.get(
+        args.format or _detected(args.model, detect_format), "sagasim"
+    )
+    text = to_yaml_with_comments(saga, f"{args.model} ({label})")
+    if args.output is None:
+        print(text, end="")
+        return 0
+    out = _output_path(args.output, args.model)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out}: exists; pass --force to overwrite it")
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
+def _detected(model: str, detect: Any) -> str:
+    import json as _json
+
+    try:
+        return str(detect(_json.loads(Path(model).read_text())))
+    except ValueError:
+        return "sagasim"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .exceptions import SagaDefinitionError
+    from .importers import to_asl
+
+    saga = _load(args)
+    try:
+        text = json.dumps(to_asl(saga), indent=2) + "\n"
+    except SagaDefinitionError as err:
+        raise SagaDefinitionError(err.message, path=err.path, file=args.model) from None
+    if args.output is None:
+        print(text, end="")
+        return 0
+    out = _output_path(args.output, args.model)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
 def _load(args: argparse.Namespace) -> Saga:
     from . import io
+    from .importers import load_any
 
     path = Path(args.model)
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, expected a model file")
-    saga = io.load(path)
+    saga = load_any(path, getattr(args, "format", None))
     if getattr(args, "set", None):
         saga = io.apply_overrides(saga, args.set)
     return saga
@@ -202,7 +249,17 @@ def _build_parser() -> argparse.ArgumentParser:
     def command(name: str, run: Any, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run, command=name)
-        sub.add_argument("model", metavar="MODEL", help="a saga model (.yaml)")
+        sub.add_argument(
+            "model",
+            metavar="MODEL",
+            help="a saga model (.yaml), a Step Functions definition or a Seata saga (.json)",
+        )
+        if name != "export":
+            sub.add_argument(
+                "--format",
+                choices=("sagasim", "asl", "seata"),
+                help="the model's language (default: detected from its content)",
+            )
         return sub
 
     def overrides(sub: argparse.ArgumentParser) -> None:
@@ -286,4 +343,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides(sim)
+
+    imp = command("import", _import, "convert a Step Functions or Seata saga to a sagasim model")
+    imp.add_argument("-o", "--output", metavar="FILE", help="write the YAML here (default: stdout)")
+    imp.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    exp = command("export", _export, "write a sagasim model as another engine's definition")
+    exp.add_argument(
+        "--format",
+        dest="target",
+        choices=("asl",),
+        default="asl",
+        help="asl: AWS Step Functions (the default)",
+    )
+    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     return parser

@@ -162,3 +162,19 @@ def test_usage_errors_are_one_line() -> None:
 def test_version() -> None:
     code, out, _ = run("--version")
     assert code == 0 and out.startswith("sagasim ")
+
+
+def test_import_export_round_trip_through_the_cli(tmp_path: Path) -> None:
+    asl = tmp_path / "travel.asl.json"
+    code, out, _ = run("export", "models/travel_booking.yaml", "-o", str(asl))
+    assert code == 0 and out == f"wrote {asl}\n"
+    model = tmp_path / "travel.yaml"
+    assert run("import", str(asl), "-o", str(model))[0] == 0
+    code, _, err = run("import", str(asl), "-o", str(model))
+    assert code == 2 and err == f"{model}: exists; pass --force to overwrite it\n"
+    code, out, _ = run("check", str(asl), "--json")
+    direct = json.loads(out)
+    code_yaml, out_yaml, _ = run("check", str(model), "--json")
+    assert code == code_yaml == 0
+    assert json.loads(out_yaml)["end_states"] == direct["end_states"]
+    assert direct["end_states"]["committed"] == 1
