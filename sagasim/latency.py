@@ -116,6 +116,8 @@ class Exponential(_Distribution):
         if self.mean_ms == 0 or t_ms <= 0:
             return 0.0
         m = self.mean_ms
+        if math.isinf(t_ms):
+            return m
         return m - math.exp(-t_ms / m) * (t_ms + m)
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
