@@ -135,6 +135,8 @@ def load_any(path: str | os.PathLike[str], format: str | None = None) -> Saga:
         raise UsageError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
     data, lines = _parse(_yaml.read_text(path), file)
     found = format or detect_format(data)
+    if found is None and not file.endswith(".json"):
+        found = "sagasim"  # a YAML file that is no other engine's: the model format's own errors
     if found == "sagasim":
         return io.from_dict(data, file=file, lines=lines)
     if found == "asl":

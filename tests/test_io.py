@@ -491,3 +491,11 @@ def test_json_schema_is_the_shipped_file() -> None:
     shipped = Path(io.__file__).with_name("schema.json")
     assert io.json_schema() == json.loads(shipped.read_text(encoding="utf-8"))
     assert io.json_schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize("text", ["\x85", "a\u2028b", "x\r\ny", "tab\tand \\ backslash"])
+def test_unusual_line_breaks_in_text_survive_the_round_trip(text: str) -> None:
+    # found by the round-trip property: a plain scalar '\x85' (NEL) was read back as ' '
+    saga = io.loads(f"saga: s\ndescription: {json.dumps(text)}\nsteps: [{{name: a}}]\n")
+    assert saga.description == text
+    assert io.loads(io.dumps(saga)) == saga
