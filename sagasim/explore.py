@@ -9,6 +9,10 @@ lands) and, when the participant can fail it, ``ACTION.late_fail`` (it never lan
 
 Exploration is breadth-first with integer state ids and parent pointers, so the first end state
 found with a property is one at the fewest events from the start: a *shortest* counterexample.
+It is fast because a state splits in two parts that repeat across many states: a *control*
+(machine state and attempt numbers), which alone decides the orchestrator's moves, and a
+*ledger*, which alone decides the late landings. Both are interned as integers and their moves
+worked out once each (:class:`_Memo`), so each transition costs about one dict lookup.
 With ``participants=False`` only the orchestrator is explored (what :mod:`sagasim.analysis`
 turns into a Markov chain).
 
@@ -28,10 +32,10 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import networkx as nx
+from operator import itemgetter
+from typing import Any
 
 from .exceptions import StateSpaceLimitError
 from .machine import Machine, compile_saga
@@ -81,9 +85,11 @@ class StateSpace:
             index = self.parent[index]
         return trace[::-1]
 
-    def to_networkx(self) -> nx.DiGraph:
+    def to_networkx(self) -> Any:
         """The state space as a DiGraph: node attrs ``label``, ``outcome``, ``anomalies``,
         ``bad``; edge attrs ``event``, ``action``, ``kind``."""
+        import networkx as nx
+
         from .machine import CONSISTENT
 
         graph = nx.DiGraph()
@@ -118,50 +124,66 @@ def explore(
     machine = compile_saga(saga)
     people = Participants(saga, cap=CAP) if participants else None
     space = StateSpace(saga=saga, machine=machine, participants=people)
-    index: dict[Node, int] = {}
-    moves = _moves(saga, machine, timed)
-    running = {sid: info.running for sid, info in machine.states.items()}
-    start: Node = (
-        machine.initial,
-        tuple(1 for _ in machine.states[machine.initial].running),
-        people.initial if people else (),
-    )
-    index[start] = 0
-    space.nodes.append(start)
-    space.parent.append(-1)
-    space.via.append("")
-    frontier = 0
-    while frontier < len(space.nodes):
-        node = space.nodes[frontier]
-        successors = list(_successors(moves, running, people, node))
-        if not successors:
-            _record_end(space, frontier, node)
-        for target, action, kind in successors:
-            j = index.get(target)
+    memo = _Memo(saga, machine, people, timed)
+    initial = machine.initial
+    # While exploring, state i is the pair (controls[i], ledgers[i]) of interned ids, and
+    # memo.states[control] maps a ledger id to the state it makes with that control.
+    controls = [memo.control(initial, tuple(1 for _ in machine.states[initial].running))]
+    ledgers = [memo.ledger(people.initial if people else ())]
+    memo.states[controls[0]][ledgers[0]] = 0
+    parent, via, edges = space.parent, space.via, space.edges
+    parent.append(-1)
+    via.append("")
+
+    def too_many(explored: int) -> StateSpaceLimitError:
+        return StateSpaceLimitError(
+            f"{saga.name}: more than {max_states:,} states after exploring "
+            f"{explored:,} of them ({len(edges):,} transitions so far); "
+            "fewer retries, shorter parallel branches or idempotent/rejects_late "
+            "timeouts shrink it, or raise --max-states"
+        )
+
+    control_moves, late_moves, running_of = memo.control_moves, memo.late_moves, memo.running
+    # The lists grow while the loop reads them: they are the BFS queue.
+    for frontier, (control, ledger) in enumerate(zip(controls, ledgers)):
+        moves = control_moves[control]
+        if moves is None:
+            moves = memo.expand_control(control)
+        late = late_moves[ledger]
+        if late is None:
+            late = memo.expand_ledger(ledger)
+        if not moves and not late:
+            memo.record_end(space, frontier, control, ledger)
+        for target, states, ledger_after, action, kind, event in moves:
+            target_ledger = ledger if ledger_after is None else ledger_after[ledger]
+            j = states.get(target_ledger)
             if j is None:
-                j = index[target] = len(space.nodes)
+                j = states[target_ledger] = len(controls)
                 if j >= max_states:
-                    raise StateSpaceLimitError(
-                        f"{saga.name}: more than {max_states:,} states after exploring "
-                        f"{frontier:,} of them ({len(space.edges):,} transitions so far); "
-                        "fewer retries, shorter parallel branches or idempotent/rejects_late "
-                        "timeouts shrink it, or raise --max-states"
-                    )
-                space.nodes.append(target)
-                space.parent.append(frontier)
-                space.via.append(f"{action}.{kind}")
-            space.edges.append((frontier, j, action, kind))
-        frontier += 1
+                    raise too_many(frontier)
+                controls.append(target)
+                ledgers.append(target_ledger)
+                parent.append(frontier)
+                via.append(event)
+            edges.append((frontier, j, action, kind))
+        if late:
+            # Late events leave the control as it is (same loop as above, rarer).
+            running, states = running_of[control], memo.states[control]
+            for action, kind, event, if_running, if_not in late:
+                target_ledger = if_running if action in running else if_not
+                j = states.get(target_ledger)
+                if j is None:
+                    j = states[target_ledger] = len(controls)
+                    if j >= max_states:
+                        raise too_many(frontier)
+                    controls.append(control)
+                    ledgers.append(target_ledger)
+                    parent.append(frontier)
+                    via.append(event)
+                edges.append((frontier, j, action, kind))
+    named, values = memo.controls, memo.ledgers
+    space.nodes = [named[c] + (values[v],) for c, v in zip(controls, ledgers)]
     return space
-
-
-def _record_end(space: StateSpace, i: int, node: Node) -> None:
-    info = space.machine.states[node[0]]
-    assert info.outcome is not None, f"state {node[0]} has no way out"
-    anomalies = space.participants.anomalies(node[2]) if space.participants else ()
-    space.ends[i] = (info.outcome, anomalies)
-    for key in (info.outcome, *anomalies):
-        space.first_end.setdefault(key, i)
 
 
 def _saturation(retry: Retry) -> int:
@@ -174,100 +196,255 @@ def _saturation(retry: Retry) -> int:
     return k + 1
 
 
-@dataclass(frozen=True, slots=True)
+class _Ledgers:
+    """Interned ledgers: an id for each ledger met, and the late events out of each (None
+    until the search first expands it)."""
+
+    def __init__(self) -> None:
+        self.values: list[Ledger] = []
+        self.ids: dict[Ledger, int] = {}
+        self.late: list[tuple[_Late, ...] | None] = []
+
+    def intern(self, ledger: Ledger) -> int:
+        i = self.ids.get(ledger)
+        if i is None:
+            i = self.ids[ledger] = len(self.values)
+            self.values.append(ledger)
+            self.late.append(None)
+        return i
+
+
+class _LedgerStep(dict[int, int]):
+    """What one orchestrator move does to the participants: ledger id -> ledger id after it.
+
+    ``calls`` are the :class:`Participants` functions the move makes, in order, each with the
+    action it names. Ledgers repeat across many states, so each is worked out on first use
+    and then read from the dict. (It holds the ledgers, not the whole :class:`_Memo`, so that
+    no reference cycle keeps a finished search's tables alive until the next collection.)
+    """
+
+    __slots__ = ("calls", "ledgers", "people")
+
+    def __init__(
+        self, people: Participants, ledgers: _Ledgers, calls: tuple[tuple[str, str], ...]
+    ) -> None:
+        super().__init__()
+        self.people = people
+        self.ledgers = ledgers
+        self.calls = calls
+
+    def __missing__(self, ledger: int) -> int:
+        after = self.ledgers.values[ledger]
+        for function, action in self.calls:
+            after = getattr(self.people, function)(after, action)
+        self[ledger] = result = self.ledgers.intern(after)
+        return result
+
+
+@dataclass(slots=True, eq=False)
+class _Branch:
+    """Where a move leads in one machine state, given whether its action has attempts left."""
+
+    target: str
+    pick: Callable[[tuple[int, ...]], tuple[int, ...]]  # see _picker
+    retry: bool  # a retry loop: the action's attempt number goes one up
+    ledger_step: _LedgerStep | None  # None: the ledger stays as it is
+
+
+@dataclass(slots=True, eq=False)
 class _Move:
     """One way an attempt can end in one machine state, worked out once per state."""
 
     position: int
     action: str
     kind: str
+    event: str
     limit: int | None
     saturation: int  # an unbounded action's attempt number stops growing here
-    targets: tuple[str, str]  # (attempts left, attempts exhausted)
-    carry: tuple[tuple[int, ...], tuple[int, ...]]  # attempt indices kept, per target
-    gone: tuple[tuple[str, ...], tuple[str, ...]]  # actions given up on, per target
-    retry: tuple[bool, bool]
+    left: _Branch  # while attempts are left
+    exhausted: _Branch  # once they are not (the same object when that makes no difference)
 
 
-def _moves(saga: Saga, machine: Machine, timed: bool) -> dict[str, list[_Move]]:
-    outcomes = {
-        a.name: (a.attempt_outcomes, a.retry.attempts, _saturation(a.retry) if timed else 1)
-        for a in saga.actions()
-    }
-    table: dict[str, list[_Move]] = {}
-    for sid, info in machine.states.items():
-        moves = table[sid] = []
-        for position, name in enumerate(info.running):
-            probabilities, limit, saturation = outcomes[name]
-            for kind, p in probabilities.items():
-                if p <= 0:
-                    continue
-                edges = [
-                    machine.step(sid, f"{name}.{kind}", retry_left=b or limit is None)
-                    for b in (True, False)
-                ]
-                carry, gone = [], []
-                for edge in edges:
-                    target = machine.states[edge.target]
-                    carry.append(
-                        tuple(
-                            info.running.index(a) if a in info.running else -1
-                            for a in target.running
-                        )
+def _picker(carry: tuple[int, ...]) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    """A function from ``(*attempts, 1)`` to the target's attempt numbers: ``carry[k]`` is the
+    index of the target's ``k``-th running action among the source's, -1 (the trailing 1) for
+    an action that starts now."""
+    if len(carry) > 1:
+        return itemgetter(*carry)
+    if carry:
+        index = carry[0]
+        return lambda padded: (padded[index],)
+    return lambda padded: ()
+
+
+#: One edge out of a control: (target control, its states by ledger, ledger step, action,
+#: kind, event).
+_Edge = tuple[int, dict[int, int], "_LedgerStep | None", str, str, str]
+#: One late event out of a ledger: (action, kind, event, ledger id if the action is running,
+#: ledger id if not).
+_Late = tuple[str, str, str, int, int]
+
+
+class _Memo:
+    """Interned controls ``(machine state, attempts)`` and ledgers, and their moves.
+
+    A state is a control and a ledger; the orchestrator's moves depend on the control alone
+    and the late landings on the ledger alone (plus which actions run), so each is worked out
+    once per control or ledger, when the search first expands one, and reused by every state
+    that shares it.
+    """
+
+    def __init__(
+        self, saga: Saga, machine: Machine, people: Participants | None, timed: bool
+    ) -> None:
+        self.machine = machine
+        self.people = people
+        self.outcomes = {
+            a.name: (
+                tuple(kind for kind, p in a.attempt_outcomes.items() if p > 0),
+                a.retry.attempts,
+                _saturation(a.retry) if timed else 1,
+            )
+            for a in saga.actions()
+        }
+        self.controls: list[tuple[str, tuple[int, ...]]] = []
+        self.control_ids: dict[tuple[str, tuple[int, ...]], int] = {}
+        #: For each control, the state id of each ledger id met with it.
+        self.states: list[dict[int, int]] = []
+        #: The edges out of each control and the late events out of each ledger (None until
+        #: the search first expands it).
+        self.control_moves: list[tuple[_Edge, ...] | None] = []
+        self.running: list[frozenset[str]] = []  # the actions running, per control
+        self.running_sets: dict[str, frozenset[str]] = {}  # the same, per machine state
+        self.ledger_table = _Ledgers()
+        self.ledgers = self.ledger_table.values
+        self.late_moves = self.ledger_table.late
+        self.state_moves: dict[str, list[_Move]] = {}
+        self.ledger_steps: dict[tuple[tuple[str, str], ...], _LedgerStep] = {}
+
+    def control(self, sid: str, attempts: tuple[int, ...]) -> int:
+        key = (sid, attempts)
+        i = self.control_ids.get(key)
+        if i is None:
+            i = self.control_ids[key] = len(self.controls)
+            self.controls.append(key)
+            self.states.append({})
+            self.control_moves.append(None)
+            running = self.running_sets.get(sid)
+            if running is None:
+                running = self.running_sets[sid] = frozenset(self.machine.states[sid].running)
+            self.running.append(running)
+        return i
+
+    def ledger(self, ledger: Ledger) -> int:
+        return self.ledger_table.intern(ledger)
+
+    def expand_control(self, control: int) -> tuple[_Edge, ...]:
+        """The orchestrator's moves from ``control``: their targets and effects on ledgers."""
+        sid, attempts = self.controls[control]
+        padded = (*attempts, 1)
+        known, states = self.control_ids, self.states
+        edges = []
+        for move in self.moves_of(sid):
+            attempt = attempts[move.position]
+            branch = move.left if move.limit is None or attempt < move.limit else move.exhausted
+            new_attempts = branch.pick(padded)
+            if branch.retry and (move.limit is not None or attempt < move.saturation):
+                p = move.position
+                new_attempts = (*new_attempts[:p], attempt + 1, *new_attempts[p + 1 :])
+            target = known.get((branch.target, new_attempts))
+            if target is None:
+                target = self.control(branch.target, new_attempts)
+            edges.append(
+                (target, states[target], branch.ledger_step, move.action, move.kind, move.event)
+            )
+        self.control_moves[control] = result = tuple(edges)
+        return result
+
+    def expand_ledger(self, ledger: int) -> tuple[_Late, ...]:
+        """The late landings (and losses) of timed-out attempts still pending in ``ledger``."""
+        late: list[_Late] = []
+        people = self.people
+        if people is not None:
+            value = self.ledgers[ledger]
+            for action in people.pending(value):
+                late.append(
+                    (
+                        action,
+                        "late_ok",
+                        f"{action}.late_ok",
+                        self.ledger(people.land_late(value, action, (action,))),
+                        self.ledger(people.land_late(value, action, ())),
                     )
-                    gone.append(
-                        tuple(
-                            a
-                            for a in info.running
-                            if a not in target.running and not (kind == "ok" and a == name)
+                )
+                if action in people.may_be_lost:
+                    lost = self.ledger(people.lost(value, action))
+                    late.append((action, "late_fail", f"{action}.late_fail", lost, lost))
+        self.late_moves[ledger] = result = tuple(late)
+        return result
+
+    def record_end(self, space: StateSpace, i: int, control: int, ledger: int) -> None:
+        sid = self.controls[control][0]
+        info = self.machine.states[sid]
+        assert info.outcome is not None, f"state {sid} has no way out"
+        anomalies = self.people.anomalies(self.ledgers[ledger]) if self.people else ()
+        space.ends[i] = (info.outcome, anomalies)
+        for key in (info.outcome, *anomalies):
+            space.first_end.setdefault(key, i)
+
+    def moves_of(self, sid: str) -> list[_Move]:
+        """Every way an attempt can end in machine state ``sid``, in a fixed order."""
+        moves = self.state_moves.get(sid)
+        if moves is not None:
+            return moves
+        machine, running = self.machine, self.machine.states[sid].running
+        moves = self.state_moves[sid] = []
+        for position, name in enumerate(running):
+            possible, limit, saturation = self.outcomes[name]
+            for kind in possible:
+                event = f"{name}.{kind}"
+                branches: list[_Branch] = []
+                edges = [
+                    machine.step(sid, event, retry_left=b or limit is None) for b in (True, False)
+                ]
+                for edge in edges:
+                    if branches and edge is edges[0]:  # unguarded: one branch serves both
+                        branches.append(branches[0])
+                        continue
+                    after = machine.states[edge.target].running
+                    carry = tuple(running.index(a) if a in running else -1 for a in after)
+                    gone = [
+                        a for a in running if a not in after and not (kind == "ok" and a == name)
+                    ]
+                    branches.append(
+                        _Branch(
+                            edge.target,
+                            _picker(carry),
+                            edge.is_retry,
+                            self.ledger_step(name, kind, gone),
                         )
                     )
                 moves.append(
-                    _Move(
-                        position,
-                        name,
-                        kind,
-                        limit,
-                        saturation,
-                        (edges[0].target, edges[1].target),
-                        (carry[0], carry[1]),
-                        (gone[0], gone[1]),
-                        (edges[0].is_retry, edges[1].is_retry),
-                    )
+                    _Move(position, name, kind, event, limit, saturation, branches[0], branches[1])
                 )
-    return table
+        return moves
 
-
-def _successors(
-    moves: dict[str, list[_Move]],
-    running: dict[str, tuple[str, ...]],
-    people: Participants | None,
-    node: Node,
-) -> Iterator[tuple[Node, str, str]]:
-    sid, attempts, ledger = node
-    for move in moves[sid]:
-        attempt = attempts[move.position]
-        which = 0 if move.limit is None or attempt < move.limit else 1
-        carry = move.carry[which]
-        new_attempts = tuple(attempts[i] if i >= 0 else 1 for i in carry)
-        if move.retry[which] and (move.limit is not None or attempt < move.saturation):
-            new_attempts = (
-                *new_attempts[: move.position],
-                attempt + 1,
-                *new_attempts[move.position + 1 :],
-            )
-        new_ledger = ledger
-        if people is not None:
-            if move.kind == "ok":
-                new_ledger = people.ok(new_ledger, move.action)
-            elif move.kind == "timeout":
-                new_ledger = people.timed_out(new_ledger, move.action)
-            for gone in move.gone[which]:
-                new_ledger = people.gave_up(new_ledger, gone)
-        yield (move.targets[which], new_attempts, new_ledger), move.action, move.kind
-    if people is not None:
-        for action in people.pending(ledger):
-            landed = people.land_late(ledger, action, running[sid])
-            yield (sid, attempts, landed), action, "late_ok"
-            if action in people.may_be_lost:
-                yield (sid, attempts, people.lost(ledger, action)), action, "late_fail"
+    def ledger_step(self, action: str, kind: str, gone: list[str]) -> _LedgerStep | None:
+        """The participants' calls an attempt of ``action`` ending ``kind`` makes, or None when
+        none of them can change a ledger (the frequent case: no effect tracked)."""
+        people = self.people
+        if people is None:
+            return None
+        calls: list[tuple[str, str]] = []
+        if kind == "ok" and (action in people.undoes or action in people.effect_index):
+            calls.append(("ok", action))
+        elif kind == "timeout" and action in people.pending_index:
+            calls.append(("timed_out", action))
+        calls.extend(("gave_up", step) for step in gone if step in people.effect_index)
+        if not calls:
+            return None
+        key = tuple(calls)
+        step = self.ledger_steps.get(key)
+        if step is None:
+            step = self.ledger_steps[key] = _LedgerStep(people, self.ledger_table, key)
+        return step

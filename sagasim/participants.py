@@ -69,6 +69,7 @@ class Participants:
         #: Actions whose timed-out attempt may also never land (the participant failed it).
         self.may_be_lost = {a.name for a in late if a.failure > 0 or a.reject > 0}
         self.flags = 2 * n + len(late)
+        self._steps = n
         self.initial: Ledger = (0,) * (self.flags + 1)
 
     # --- reading
@@ -124,33 +125,42 @@ class Participants:
             return ledger  # saturated: "cap or more" pending, one fewer is still "cap or more"
         return self._set(ledger, i, count - 1)
 
-    # --- helpers
+    # --- helpers: each builds the new ledger with one copy (sagasim.explore also remembers
+    # their results per ledger: ledgers repeat across many states)
     def _apply(self, ledger: Ledger, step: str, *, late: bool, running: bool) -> Ledger:
         i = self.effect_index[step]
-        n = len(self.effect_index)
-        applied, comp_ran = ledger[i], ledger[n + i]
-        if late and comp_ran:
-            ledger = self._flag(ledger, HANGING)
-        elif applied and step not in self.idempotent:
-            ledger = self._flag(ledger, DUPLICATE)
+        applied = ledger[i]
+        idempotent = step in self.idempotent
+        if late and ledger[self._steps + i]:
+            flag = HANGING
+        elif applied and not idempotent:
+            flag = DUPLICATE
         elif late and not applied and not running:
-            ledger = self._flag(ledger, LATE_LEAK)
-        if step in self.idempotent and applied:
-            return ledger
-        return self._set(ledger, i, applied + 1)
+            flag = LATE_LEAK
+        else:
+            flag = 0
+        if idempotent and applied:
+            return self._flag(ledger, flag) if flag else ledger
+        edited = list(ledger)
+        edited[i] = self._capped(applied + 1)
+        edited[-1] |= flag
+        return tuple(edited)
 
     def _undo(self, ledger: Ledger, step: str) -> Ledger:
         i = self.effect_index[step]
-        n = len(self.effect_index)
-        ledger = self._set(ledger, n + i, 1)
+        edited = list(ledger)
+        edited[self._steps + i] = self._capped(1)
         if ledger[i] == 0:
-            return self._flag(ledger, EMPTY)
-        return self._set(ledger, i, ledger[i] - 1)
+            edited[-1] |= EMPTY
+        else:
+            edited[i] = self._capped(ledger[i] - 1)
+        return tuple(edited)
 
     def _set(self, ledger: Ledger, index: int, value: int) -> Ledger:
-        if self.cap is not None and value > self.cap:
-            value = self.cap
-        return (*ledger[:index], value, *ledger[index + 1 :])
+        return (*ledger[:index], self._capped(value), *ledger[index + 1 :])
 
     def _flag(self, ledger: Ledger, bit: int) -> Ledger:
         return (*ledger[:-1], ledger[-1] | bit)
+
+    def _capped(self, count: int) -> int:
+        return count if self.cap is None or count <= self.cap else self.cap
