@@ -184,7 +184,7 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
             "races actions whose latencies are not all exponential without timeout or "
             "backoff delay (a phase-type maximum would be needed); see simulate"
         )
-    late = [a.name for a in saga.actions() if a.may_land_late]
+    late = [a.name for a in saga.actions() if saga.may_land_late(a)]
     anomalies: dict[str, float | None] = dict.fromkeys(ANOMALIES, None if late else 0.0)
     if late:
         notes.append(

@@ -122,6 +122,49 @@ def _simulate(args: argparse.Namespace) -> int:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_vary, sweep
+
+    saga = _load(args)
+    _check_runs(args.runs)
+    vary = [parse_vary(spec) for spec in args.vary]
+    if len(vary) > 2:
+        raise UsageError(f"--vary: at most two parameters, got {len(vary)}")
+    points = 1
+    for _, values in vary:
+        points *= len(values)
+    _check_runs(points * args.runs)
+    plot = _output_path(args.plot, args.model) if args.plot else None
+    if plot is not None and plot.suffix not in (".png", ".svg", ".pdf"):
+        raise UsageError(
+            f"--plot {plot}: unknown plot format '{plot.suffix}' (expected .png, .svg or .pdf)"
+        )
+    csv = _output_path(args.csv, args.model) if args.csv else None
+    result = sweep(saga, vary, runs=args.runs, seed=args.seed, workers=args.workers)
+    if csv is not None:
+        result.to_csv(csv)
+    if plot is not None:
+        from . import plot as plots
+
+        draw = plots.sweep_rates if len(vary) == 1 else plots.sweep_heatmap
+        draw(result).savefig(plot, dpi=150, bbox_inches="tight")
+    _emit(args, result.to_dict(), result.to_text())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    saga = _load(args)
+    _check_runs(args.runs)
+    out = _output_path(args.output, args.model)
+    if out.suffix not in (".html", ".htm"):
+        raise UsageError(f"{out}: unknown report format '{out.suffix}' (expected .html)")
+    report(saga, out, runs=args.runs, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     from .importers import detect_format, to_yaml_with_comments
 
@@ -343,6 +386,36 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides(sim)
+
+    swp = command("sweep", _sweep, "simulate (and analyze) a grid of parameter values")
+    swp.add_argument(
+        "--vary",
+        action="append",
+        required=True,
+        metavar="PATH=START:STOP:COUNT",
+        help="a parameter to sweep, e.g. process_payment.reject=0:0.2:5 (one or two)",
+    )
+    swp.add_argument(
+        "--runs", type=int, default=10_000, metavar="N", help="instances per point (10,000)"
+    )
+    swp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+    swp.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="W",
+        help="worker processes (1); results do not depend on it",
+    )
+    swp.add_argument("--plot", metavar="FILE", help="write a plot (.png .svg .pdf)")
+    swp.add_argument("--csv", metavar="FILE", help="write the table as CSV")
+    swp.add_argument("--json", action="store_true", help="print JSON")
+    overrides(swp)
+
+    rep = command("report", _report, "a one-page HTML report: diagram, check, exact numbers, plots")
+    rep.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html file")
+    rep.add_argument("--runs", type=int, default=20_000, metavar="N", help="instances (20,000)")
+    rep.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+    overrides(rep)
 
     imp = command("import", _import, "convert a Step Functions or Seata saga to a sagasim model")
     imp.add_argument("-o", "--output", metavar="FILE", help="write the YAML here (default: stdout)")

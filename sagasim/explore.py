@@ -301,7 +301,7 @@ class _Memo:
         self.people = people
         self.outcomes = {
             a.name: (
-                tuple(kind for kind, p in a.attempt_outcomes.items() if p > 0),
+                saga.possible_events(a),
                 a.retry.attempts,
                 _saturation(a.retry) if timed else 1,
             )

@@ -266,15 +266,8 @@ class _Compiler:
 
     # -- the walk
     def events_of(self, action: str) -> list[str]:
-        a = self.actions[action]
-        kinds = ["ok"]
-        if a.failure > 0:
-            kinds.append("fail")
-        if a.reject > 0:
-            kinds.append("reject")
-        if a.p_timeout > 0:
-            kinds.append("timeout")
-        return kinds
+        possible = self.saga.possible_events(self.actions[action])
+        return ["ok", *(kind for kind in possible if kind != "ok")]
 
     def build(self) -> tuple[dict[str, StateInfo], list[Transition]]:
         ids: dict[Config, str] = {}
@@ -346,7 +339,7 @@ def _signature(saga: Saga) -> tuple[Any, ...]:
             return ()
         attempts = a.retry.attempts
         retry_shape = "unbounded" if attempts is None else min(attempts, 2)
-        return (a.name, a.failure > 0, a.reject > 0, a.p_timeout > 0, retry_shape)
+        return (a.name, saga.possible_events(a), retry_shape)
 
     def step_shape(s: Step) -> tuple[Any, ...]:
         return (action_shape(s), s.kind, s.effects, action_shape(s.compensation))

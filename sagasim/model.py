@@ -126,11 +126,6 @@ class Action:
             "timeout": t,
         }
 
-    @property
-    def may_land_late(self) -> bool:
-        """Whether a timed-out attempt can still apply its effect afterwards."""
-        return self.p_timeout > 0 and not self.rejects_late and self.failure < 1 and self.reject < 1
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Compensation(Action):
@@ -257,6 +252,36 @@ class Saga:
         from .render import repr_svg
 
         return repr_svg(self)
+
+    def can_fail(self, action: Action) -> bool:
+        """Whether an attempt can fail transiently: its ``failure``, or an outage of its service."""
+        return action.failure > 0 or bool(self.service(self.service_of(action)).outages)
+
+    def can_time_out(self, action: Action) -> bool:
+        """Whether an attempt can time out: by its latency alone, or by queueing for a service
+        with a ``capacity`` when instances arrive and share it."""
+        if action.p_timeout > 0:
+            return True
+        queued = self.arrivals is not None and self.service(self.service_of(action)).capacity
+        return action.timeout_ms is not None and bool(queued)
+
+    def possible_events(self, action: Action) -> tuple[str, ...]:
+        """How an attempt of ``action`` can end, as the orchestrator sees it (``check`` explores
+        exactly these; an outage or a queue makes ``fail`` or ``timeout`` possible even where
+        the action's own numbers do not)."""
+        events: tuple[str, ...] = ("ok",) if action.attempt_outcomes["ok"] > 0 else ()
+        if self.can_fail(action):
+            events += ("fail",)
+        if action.reject > 0:
+            events += ("reject",)
+        if self.can_time_out(action):
+            events += ("timeout",)
+        return events
+
+    def may_land_late(self, action: Action) -> bool:
+        """Whether a timed-out attempt of ``action`` can still apply its effect afterwards."""
+        can_succeed = action.failure < 1 and action.reject < 1
+        return self.can_time_out(action) and not action.rejects_late and can_succeed
 
     @property
     def pivot_index(self) -> int | None:

@@ -64,7 +64,7 @@ class Participants:
         }
         n = len(steps)
         tracked = set(self.effect_index) | set(self.undoes)
-        late = [a for a in saga.actions() if a.may_land_late and a.name in tracked]
+        late = [a for a in saga.actions() if saga.may_land_late(a) and a.name in tracked]
         self.pending_index = {a.name: 2 * n + i for i, a in enumerate(late)}
         #: Actions whose timed-out attempt may also never land (the participant failed it).
         self.may_be_lost = {a.name for a in late if a.failure > 0 or a.reject > 0}

@@ -44,7 +44,7 @@ import functools
 import math
 from collections.abc import Generator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -53,9 +53,8 @@ from simpy.resources.resource import Request
 from statemachine import StateMachine
 
 from .exceptions import SagaSimError
-from .latency import Exponential
 from .machine import OUTCOMES, compile_saga
-from .model import Action, Compensation, Parallel, Saga, Step
+from .model import Action, Compensation, Saga
 from .participants import Participants
 from .results import InstanceTrace, Results, ServiceStats, Span, TraceEvent, empty_columns, merge
 
@@ -79,46 +78,16 @@ Effects = tuple[tuple[tuple[str, str], ...], dict[Ledger, Ledger]]
 Move = tuple[int, tuple[int, ...], bool, str, Effects | None]
 
 
-def _simulated_shape(saga: Saga) -> Saga:
-    """``saga`` with every event the simulation can produce made possible in the machine: an
-    outage fails an action even where ``failure`` is 0, and queueing times it out even where its
-    latency alone never exceeds the timeout. The compiler only asks whether ``failure`` and
-    ``P(timeout)`` are positive, so those get stand-ins here; draws use the real numbers."""
-    outage = {s.name for s in saga.services if s.outages}
-    queued = {s.name for s in saga.services if s.capacity is not None} if saga.arrivals else set()
-
-    def widen(action: Any, service: str) -> Any:
-        changes: dict[str, Any] = {}
-        if service in outage and action.failure == 0:
-            changes["failure"] = 0.5
-        if service in queued and action.timeout_ms is not None and action.p_timeout == 0:
-            changes["latency"] = Exponential(mean_ms=max(action.timeout_ms, 1.0))
-        return replace(action, **changes) if changes else action
-
-    def step(s: Step) -> Step:
-        comp = s.compensation and widen(s.compensation, s.compensation.service or s.service_name)
-        return replace(widen(s, s.service_name), compensation=comp)
-
-    entries = tuple(
-        step(e)
-        if isinstance(e, Step)
-        else Parallel(branches=tuple(tuple(map(step, b)) for b in e.branches))
-        for e in saga.steps
-    )
-    return replace(saga, steps=entries)
-
-
 class _Plan:
     """What the simulator looks up per event, in lists indexed by action and state numbers."""
 
     def __init__(self, saga: Saga) -> None:
-        self.saga, self.shape = saga, _simulated_shape(saga)
-        self.machine = machine = compile_saga(self.shape)
-        self.people = people = Participants(self.shape)
+        self.saga = saga
+        self.machine = machine = compile_saga(saga)
+        self.people = people = Participants(saga)
         self.actions: list[Action] = list(saga.actions())
-        shaped = {a.name: a for a in self.shape.actions()}
         for a in self.actions:
-            if a.retry.unbounded and shaped[a.name].attempt_outcomes["ok"] == 0:
+            if a.retry.unbounded and a.attempt_outcomes["ok"] == 0:
                 raise SagaSimError(
                     f"{saga.name}: {a.name} is retried without limit but no attempt can "
                     "succeed, so a simulated instance would never end"
@@ -127,7 +96,7 @@ class _Plan:
         index = {name: i for i, name in enumerate(names)}
         self.limit = [a.retry.attempts for a in self.actions]
         self.timeout = [
-            a.timeout_ms if a.timeout_ms is not None and shaped[a.name].p_timeout > 0 else math.inf
+            a.timeout_ms if a.timeout_ms is not None and saga.can_time_out(a) else math.inf
             for a in self.actions
         ]
         self.compensation = [isinstance(a, Compensation) for a in self.actions]
@@ -371,7 +340,7 @@ class _Chunk:
         moves, limits, running, outcome_of = plan.moves, plan.limit, plan.running, plan.outcome
         ledger_after, late_tracked, effect = plan.ledger_after, plan.late_tracked, plan.effect
         begin, queued, timeout = self._begin, self.queued, env.timeout
-        live = plan.machine.instantiate(plan.shape) if self.library else None
+        live = plan.machine.instantiate(plan.saga) if self.library else None
         t0 = inst.start = env.now
         if not self.shared:
             inst.origin = t0

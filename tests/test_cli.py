@@ -178,3 +178,37 @@ def test_import_export_round_trip_through_the_cli(tmp_path: Path) -> None:
     assert code == code_yaml == 0
     assert json.loads(out_yaml)["end_states"] == direct["end_states"]
     assert direct["end_states"]["committed"] == 1
+
+
+def test_sweep_writes_a_plot_and_a_csv(tmp_path: Path) -> None:
+    plot, csv = tmp_path / "sweep.png", tmp_path / "sweep.csv"
+    code, out, err = run(
+        "sweep",
+        "models/order_fulfillment.yaml",
+        "--vary",
+        "process_payment.reject=0:0.2:3",
+        "--runs",
+        "1000",
+        "--plot",
+        str(plot),
+        "--csv",
+        str(csv),
+        "--json",
+    )
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = csv.read_text().splitlines()
+    assert rows[0].startswith("process_payment.reject,runs,seed,committed")
+    assert [r.split(",")[0] for r in rows[1:]] == ["0.0", "0.1", "0.2"]
+    assert len(data["points"]) == 3
+
+
+def test_sweep_refuses_a_malformed_vary() -> None:
+    code, out, err = run(
+        "sweep", "models/order_fulfillment.yaml", "--vary", "process_payment.reject=0:0.2"
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "--vary process_payment.reject=0:0.2: expected PATH=START:STOP:COUNT, got '0:0.2'\n"
+    )

@@ -156,10 +156,6 @@ def test_every_simulated_outcome_and_anomaly_is_reachable(path: Path) -> None:
     assert {name for name, n in results.anomalies.items() if n} <= space.anomalies_reachable()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="machine.events_of compiles 'fail' only for failure > 0: explore ignores outages",
-)
 def test_outcomes_caused_by_an_outage_are_reachable_for_check() -> None:
     saga = Saga(
         name="outage_stuck",

@@ -1,0 +1,34 @@
+"""The public API is small, documented in the README, and kept in step with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import sagasim
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_every_public_name_resolves() -> None:
+    for name in sagasim.__all__:
+        assert getattr(sagasim, name) is not None
+
+
+def test_the_api_is_about_ten_names() -> None:
+    assert 8 <= len(sagasim.__all__) <= 12
+
+
+def test_readme_uses_only_public_names() -> None:
+    used = set(re.findall(r"sagasim\.([a-z_]+)\(", README))
+    assert used, "the README shows the Python API"
+    assert used <= set(sagasim.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    try:
+        sagasim.nothing_here  # noqa: B018
+    except AttributeError as err:
+        assert "nothing_here" in str(err)
+    else:
+        raise AssertionError("expected AttributeError")
