@@ -368,16 +368,20 @@ class _Memo:
         if people is not None:
             value = self.ledgers[ledger]
             for action in people.pending(value):
-                late.append(
-                    (
-                        action,
-                        "late_ok",
-                        f"{action}.late_ok",
-                        self.ledger(people.land_late(value, action, (action,))),
-                        self.ledger(people.land_late(value, action, ())),
+                # A saturated count ("cap or more") may stay saturated after one resolves.
+                for keep in (False, True) if people.saturated(value, action) else (False,):
+                    late.append(
+                        (
+                            action,
+                            "late_ok",
+                            f"{action}.late_ok",
+                            self.ledger(
+                                people.land_late(value, action, (action,), still_saturated=keep)
+                            ),
+                            self.ledger(people.land_late(value, action, (), still_saturated=keep)),
+                        )
                     )
-                )
-                if action in people.may_be_lost:
+                if action in people.may_be_lost:  # staying saturated leaves the ledger as it is
                     lost = self.ledger(people.lost(value, action))
                     late.append((action, "late_fail", f"{action}.late_fail", lost, lost))
         self.late_moves[ledger] = result = tuple(late)

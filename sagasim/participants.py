@@ -67,7 +67,7 @@ class Participants:
         late = [a for a in saga.actions() if saga.may_land_late(a) and a.name in tracked]
         self.pending_index = {a.name: 2 * n + i for i, a in enumerate(late)}
         #: Actions whose timed-out attempt may also never land (the participant failed it).
-        self.may_be_lost = {a.name for a in late if a.failure > 0 or a.reject > 0}
+        self.may_be_lost = {a.name for a in late if saga.can_fail(a) or a.reject > 0}
         self.flags = 2 * n + len(late)
         self._steps = n
         self.initial: Ledger = (0,) * (self.flags + 1)
@@ -110,20 +110,33 @@ class Participants:
             return ledger
         return self._flag(ledger, LATE_LEAK)
 
-    def land_late(self, ledger: Ledger, action: str, running: Iterable[str]) -> Ledger:
-        """A pending timed-out attempt of ``action`` lands now."""
-        ledger = self.lost(ledger, action)
+    def saturated(self, ledger: Ledger, action: str) -> bool:
+        """Whether the pending count of ``action`` stands for "``cap`` or more" attempts."""
+        return self.cap is not None and ledger[self.pending_index[action]] >= self.cap
+
+    def land_late(
+        self, ledger: Ledger, action: str, running: Iterable[str], *, still_saturated: bool = False
+    ) -> Ledger:
+        """A pending timed-out attempt of ``action`` lands now.
+
+        When the pending count is :meth:`saturated`, one fewer may be ``cap - 1`` or still
+        ``cap`` or more: the checker explores both (``still_saturated``); simulation keeps exact
+        counts and never saturates.
+        """
+        if not still_saturated:
+            ledger = self.lost(ledger, action)
         if action in self.undoes:
             return self._undo(ledger, self.undoes[action])
         return self._apply(ledger, action, late=True, running=action in running)
 
     def lost(self, ledger: Ledger, action: str) -> Ledger:
-        """A pending timed-out attempt of ``action`` failed at the participant: it never lands."""
+        """A pending timed-out attempt of ``action`` failed at the participant: it never lands.
+
+        A saturated count drops to ``cap - 1``; that it may also stay saturated is the
+        checker's other branch (the ledger unchanged), see :meth:`land_late`.
+        """
         i = self.pending_index[action]
-        count = ledger[i]
-        if self.cap is not None and count >= self.cap:
-            return ledger  # saturated: "cap or more" pending, one fewer is still "cap or more"
-        return self._set(ledger, i, count - 1)
+        return self._set(ledger, i, ledger[i] - 1)
 
     # --- helpers: each builds the new ledger with one copy (sagasim.explore also remembers
     # their results per ledger: ledgers repeat across many states)
