@@ -1,11 +1,12 @@
 # Two commands a new user needs: `make demo` and `make test`.
-# Both set everything up themselves: a virtual env, the Python packages and system Graphviz.
+# Both set everything up themselves: a virtual env, the Python packages, system Graphviz and
+# Chromium (the report's browser test).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench setup clean .graphviz
+.PHONY: demo test bench setup clean .graphviz .chromium
 
 setup: $(STAMP) .graphviz
 
@@ -24,10 +25,19 @@ $(STAMP): pyproject.toml
 	    echo "sagasim: Graphviz is missing: install it (Debian/Ubuntu: sudo apt-get install graphviz)"; exit 1; \
 	  fi; }
 
+# Headless Chromium opens the HTML report in tests/test_report_browser.py; `make test` needs it.
+.chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "sagasim: Chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; \
+	  fi; }
+
 demo: setup
 	$(BIN)/python -m sagasim.demo out
 
-test: setup
+test: setup .chromium
 	$(BIN)/ruff check sagasim tests bench
 	$(BIN)/ruff format --check sagasim tests bench
 	$(BIN)/mypy
