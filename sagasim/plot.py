@@ -538,9 +538,11 @@ def rate_over_time(
             "rate_over_time needs a saga with arrivals (instances on one clock), got "
             "independent instances"
         )
-    starts, rates = results.rate_over_time(window_ms, outcome)
-    counts = np.bincount((results.start_ms // window_ms).astype(np.int64), minlength=len(starts))
-    hits = np.round(np.nan_to_num(rates) * counts)  # rates are hits / counts exactly
+    windows = results.windows(window_ms, outcome)
+    starts = np.array([w.start_ms for w in windows])
+    counts = np.array([w.runs for w in windows])
+    hits = np.array([w.hits for w in windows])
+    rates = np.array([w.rate for w in windows])
     low, high = wilson(hits, counts)
     sparse = counts < min_instances
     rates, low, high = (np.where(sparse, np.nan, v) for v in (rates, low, high))

@@ -41,7 +41,7 @@ from .machine import OUTCOMES
 from .participants import ANOMALIES
 
 __all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span", "TraceEvent"]
-__all__ += ["empty_columns", "merge"]
+__all__ += ["Window", "empty_columns", "merge"]
 
 #: The per-instance arrays of :class:`Results` and their typecodes (numpy reads them as int8,
 #: float64, uint8, int16, int16, float32, float64): 26 bytes an instance.
@@ -71,6 +71,19 @@ class Rate(NamedTuple):
     value: float
     low: float
     high: float
+
+
+class Window(NamedTuple):
+    """The instances arriving in one window of simulated time, and how many had an outcome."""
+
+    start_ms: float
+    runs: int
+    hits: int
+
+    @property
+    def rate(self) -> float:
+        """``hits / runs``; NaN for a window without arrivals."""
+        return self.hits / self.runs if self.runs else math.nan
 
 
 class TraceEvent(NamedTuple):
@@ -281,6 +294,50 @@ class Results:
         values = self.retries if what == "retries" else self.compensations
         return {"mean": float(values.mean()), "max": float(values.max())}
 
+    def compensation_phase(self) -> dict[str, float]:
+        """From the first compensation attempt starting to the end (ms), over the *traced*
+        instances in which a compensation ran (``simulate(..., trace_limit=...)``): how long
+        undoing takes. ``instances`` says how many were measured; the rest is NaN without one.
+
+        >>> from sagasim.model import Saga, Step, Compensation
+        >>> from sagasim.latency import Constant
+        >>> from sagasim.sim import simulate
+        >>> saga = Saga(name="s", steps=(
+        ...     Step(name="a", compensation=Compensation(name="undo_a",
+        ...                                              latency=Constant(value_ms=7))),
+        ...     Step(name="b", reject=1.0),
+        ... ))
+        >>> simulate(saga, runs=10, trace_limit=10).compensation_phase()
+        {'mean': 7.0, 'p50': 7.0, 'p95': 7.0, 'p99': 7.0, 'instances': 10}
+        """
+        durations = [
+            trace.start_ms + trace.latency_ms - min(s.start_ms for s in spans)
+            for trace in self.traces
+            if (spans := [s for s in trace.spans if s.compensation])
+        ]
+        summary: dict[str, float] = _summary(np.array(durations, dtype=np.float64))
+        summary["instances"] = len(durations)
+        return summary
+
+    def windows(self, width_ms: float, outcome: str = COMPENSATION) -> list[Window]:
+        """The instances arriving in each window of ``width_ms`` from 0 to the last arrival,
+        and how many of them had ``outcome`` (default: a compensation ran); the windows'
+        ``runs`` sum to :attr:`runs`. ``pandas.DataFrame(results.windows(...))`` is a table.
+
+        >>> from sagasim.model import Saga, Step, Arrivals
+        >>> from sagasim.sim import simulate
+        >>> saga = Saga(name="s", steps=(Step(name="a", reject=0.5),),
+        ...             arrivals=Arrivals(rate_per_s=10))
+        >>> first = simulate(saga, runs=100).windows(5_000, "committed")[0]
+        >>> first.start_ms, first.runs > first.hits > 0
+        (0.0, True)
+        """
+        starts, counts, hits = self._binned(width_ms, outcome)
+        return [
+            Window(float(start), int(n), int(k))
+            for start, n, k in zip(starts, counts, hits, strict=True)
+        ]
+
     def rate_over_time(
         self, window_ms: float, outcome: str = COMPENSATION
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -295,15 +352,20 @@ class Results:
         >>> starts[:2].tolist(), len(rates) == len(starts)
         ([0.0, 5000.0], True)
         """
-        if not window_ms > 0:
-            raise ValueError(f"expected a positive window, got {window_ms!r} ms")
-        bins = (self.start_ms // window_ms).astype(np.int64)
-        n = int(bins.max()) + 1
-        counts = np.bincount(bins, minlength=n)
-        hits = np.bincount(bins, weights=self._indicator(outcome), minlength=n)
+        starts, counts, hits = self._binned(window_ms, outcome)
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
-        return np.arange(n) * float(window_ms), rates
+        return starts, rates
+
+    def _binned(self, width_ms: float, outcome: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window starts, arrivals and instances with ``outcome`` per window of ``width_ms``."""
+        if not width_ms > 0:
+            raise ValueError(f"expected a positive window, got {width_ms!r} ms")
+        bins = (self.start_ms // width_ms).astype(np.int64)
+        n = int(bins.max()) + 1
+        counts = np.bincount(bins, minlength=n)
+        hits = np.bincount(bins, weights=self._indicator(outcome), minlength=n).astype(np.int64)
+        return np.arange(n) * float(width_ms), counts, hits
 
     # --- outputs
     def to_dict(self) -> dict[str, Any]:

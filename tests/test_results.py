@@ -150,6 +150,77 @@ def test_rate_over_time_bins_instances_by_arrival() -> None:
         results.rate_over_time(0)
 
 
+def test_windows_count_every_arrival_once_and_agree_with_rate_over_time() -> None:
+    saga = Saga(
+        name="arrivals", steps=(Step(name="a", reject=0.5),), arrivals=Arrivals(rate_per_s=100.0)
+    )
+    results = simulate(saga, runs=2_000, seed=3)
+    windows = results.windows(1_000, "committed")
+    assert sum(w.runs for w in windows) == 2_000
+    assert sum(w.hits for w in windows) == results.outcomes["committed"]
+    assert [w.start_ms for w in windows] == [1_000.0 * i for i in range(len(windows))]
+    expected = np.bincount((results.start_ms // 1_000).astype(int))
+    assert [w.runs for w in windows] == expected.tolist()
+    starts, rates = results.rate_over_time(1_000, "committed")
+    assert starts.tolist() == [w.start_ms for w in windows]
+    np.testing.assert_array_equal(rates, [w.rate for w in windows])
+    assert all(0 <= w.hits <= w.runs for w in windows)
+    # about 100 arrivals a second, about half of them committed
+    assert all(60 < w.runs < 140 for w in windows[:-1])
+    with pytest.raises(ValueError, match="positive window"):
+        results.windows(-5)
+
+
+def test_a_window_without_arrivals_has_no_rate() -> None:
+    saga = Saga(name="slow", steps=(Step(name="a"),), arrivals=Arrivals(rate_per_s=0.5))
+    results = simulate(saga, runs=50, seed=4)
+    windows = results.windows(100)
+    empty = [w for w in windows if w.runs == 0]
+    assert empty and all(w.hits == 0 and math.isnan(w.rate) for w in empty)
+    assert sum(w.runs for w in windows) == 50
+
+
+def test_compensation_phase_is_exact_with_constant_latencies(timed: Results) -> None:
+    traced = simulate(timed_saga(), runs=400, seed=1, trace_limit=400)
+    phase = traced.compensation_phase()
+    # release takes 5 ms and starts the moment the charge is rejected
+    assert {k: v for k, v in phase.items() if k != "instances"} == dict.fromkeys(
+        ("mean", "p50", "p95", "p99"), 5.0
+    )
+    assert phase["instances"] == int(traced.compensated.sum()) > 80
+    untraced = timed.compensation_phase()  # three traced instances of 5,000
+    assert untraced["instances"] == sum(t.outcome == "compensated" for t in timed.traces) <= 3
+
+
+def test_compensation_phase_counts_retried_compensations() -> None:
+    saga = Saga(
+        name="undo_twice",
+        steps=(
+            Step(
+                name="reserve",
+                latency=Constant(value_ms=20.0),
+                compensation=Compensation(
+                    name="release",
+                    latency=Constant(value_ms=5.0),
+                    failure=0.5,
+                    retry=Retry(attempts=None, delay_ms=10.0),
+                ),
+            ),
+            Step(name="charge", latency=Constant(value_ms=50.0), reject=1.0),
+        ),
+    )
+    results = simulate(saga, runs=300, seed=5, trace_limit=300)
+    phase = results.compensation_phase()
+    # each failed release adds its 5 ms and the 10 ms delay before the next attempt
+    retries = np.array([sum(s.compensation for s in t.spans) - 1 for t in results.traces])
+    assert phase["instances"] == 300
+    assert phase["mean"] == pytest.approx(5.0 + 15.0 * retries.mean())
+    assert phase["p95"] == pytest.approx(np.percentile(5.0 + 15.0 * retries, 95))
+    assert retries.max() > 0
+    no_traces = simulate(saga, runs=10, seed=5).compensation_phase()
+    assert no_traces["instances"] == 0 and math.isnan(no_traces["mean"])
+
+
 def test_jsonl_trace_lists_the_events_of_the_first_instances(
     timed: Results, tmp_path: Path
 ) -> None:
