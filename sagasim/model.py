@@ -191,6 +191,33 @@ class Arrivals:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Broker:
+    """The message broker of a choreographed saga (ignored by orchestration).
+
+    Each delivery of an event to a subscribing service takes a ``latency`` sample, is lost with
+    probability ``loss``, delivered twice with probability ``duplicate``, and may overtake
+    earlier messages to the same service with probability ``reorder`` (otherwise delivery to a
+    service is first-in, first-out). ``redelivery`` is at-least-once delivery: a lost message
+    is sent again after the policy's delay while attempts remain (``attempts: 1``, the default,
+    means none).
+
+    >>> Broker(loss=0.01).perfect, Broker().perfect
+    (False, True)
+    """
+
+    latency: Latency = field(default_factory=lambda: Constant(value_ms=0.0))
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    redelivery: Retry = field(default_factory=Retry)
+
+    @property
+    def perfect(self) -> bool:
+        """Whether every message arrives exactly once, in order."""
+        return self.loss == 0 and self.duplicate == 0 and self.reorder == 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Saga:
     """A whole saga: its steps in order, the services they call and how instances arrive."""
 
@@ -201,6 +228,7 @@ class Saga:
     compensation_order: Literal["reverse", "parallel"] = "reverse"
     services: tuple[Service, ...] = ()
     arrivals: Arrivals | None = None
+    broker: Broker = field(default_factory=Broker)
 
     def all_steps(self) -> Iterator[Step]:
         """Every step in order; a parallel group's steps branch by branch."""
@@ -327,16 +355,17 @@ def validate(saga: Saga) -> None:
                 f"expected a non-negative duration, got {action.timeout_ms!r} ms",
                 path=f"{path}.timeout",
             )
-        attempts = action.retry.attempts
-        if attempts is not None and (isinstance(attempts, bool) or attempts < 1):
+        check_retry(action.retry, f"{path}.retry")
+
+    def check_retry(retry: Retry, path: str) -> None:
+        if retry.attempts is not None and (isinstance(retry.attempts, bool) or retry.attempts < 1):
             raise SagaDefinitionError(
-                f"expected a positive integer or 'unbounded', got {attempts!r}",
-                path=f"{path}.retry.attempts",
+                f"expected a positive integer or 'unbounded', got {retry.attempts!r}",
+                path=f"{path}.attempts",
             )
-        if not action.retry.delay_ms >= 0:
+        if not retry.delay_ms >= 0:
             raise SagaDefinitionError(
-                f"expected a non-negative duration, got {action.retry.delay_ms!r} ms",
-                path=f"{path}.retry.delay",
+                f"expected a non-negative duration, got {retry.delay_ms!r} ms", path=f"{path}.delay"
             )
 
     if not saga.steps:
@@ -404,6 +433,18 @@ def validate(saga: Saga) -> None:
                     f" {outage.end_ms} ms",
                     path=f"{spath}.outages[{k}]",
                 )
+    for attr in ("loss", "duplicate", "reorder"):
+        value = getattr(saga.broker, attr)
+        if not 0.0 <= value <= 1.0:
+            raise SagaDefinitionError(
+                f"expected a probability in [0, 1], got {value!r}", path=f"broker.{attr}"
+            )
+    if saga.broker.loss == 1 and saga.broker.redelivery.unbounded:
+        raise SagaDefinitionError(
+            "expected loss below 1 with unbounded redelivery (no message would ever arrive), got 1",
+            path="broker.loss",
+        )
+    check_retry(saga.broker.redelivery, "broker.redelivery")
     if saga.arrivals is not None and not saga.arrivals.rate_per_s > 0:
         raise SagaDefinitionError(
             f"expected a positive rate, got {saga.arrivals.rate_per_s!r}/s", path="arrivals.rate"

@@ -2,7 +2,7 @@
 
 A sweep varies one or two numbers of the model, named by ``--set`` paths such as
 ``process_payment.reject`` or ``services.payments.capacity``. Each grid point is the saga with
-:func:`sagasim.io.apply_overrides` applied, simulated on its own seed (``SeedSequence(seed)
+:func:`sagasim.overrides.apply_overrides` applied, simulated on its own seed (``SeedSequence(seed)
 .spawn(points)``, each child made an int by ``generate_state``): a point's numbers are those of
 ``simulate(saga_at_point, runs, seed=point_seed)``, which ``sagasim simulate MODEL --set ...
 --seed POINT_SEED`` reproduces. Where :func:`sagasim.analysis.analyze` models what is
@@ -36,8 +36,9 @@ import numpy as np
 
 from .analysis import Analysis, analyze
 from .exceptions import SagaDefinitionError, SagaSimError, UsageError
-from .io import apply_overrides, parse_duration
+from .io import parse_duration
 from .model import Saga
+from .overrides import apply_overrides
 from .results import Results
 from .sim import simulate
 

@@ -25,6 +25,7 @@ BEYOND_SCHEMA = {
     "p99 above median": "a lognormal's p99 is above its median",
     "high at least low": "a uniform's high is at least its low",
     "outage order": "an outage starts no later than it ends",
+    "some message arrives": "a broker that loses every message also gives up redelivering",
 }
 
 
@@ -42,7 +43,7 @@ STEP_KEYS = (
     "compensation, effects, failure, idempotent, kind, latency, name, reject, rejects_late, "
     "retry, service, timeout"
 )
-TOP_KEYS = "arrivals, compensation_order, coordination, description, saga, services, steps"
+TOP_KEYS = "arrivals, broker, compensation_order, coordination, description, saga, services, steps"
 DISTS = "'constant', 'uniform', 'exponential', 'normal', 'lognormal', 'empirical'"
 BOMB = "saga: s\nsteps: [{name: a}]\n" + "".join(
     f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]\n" if level else "l0: &l0 [x]\n"
@@ -407,6 +408,33 @@ BAD_INPUTS = [
         "yaml",
     ),
     BadInput(
+        "broker loss above 1",
+        "saga: s\nsteps: [{name: a}]\nbroker:\n  loss: 1.5\n",
+        "4: broker.loss: expected a probability in [0, 1], got 1.5",
+        "rejects",
+    ),
+    BadInput(
+        "unknown broker key",
+        "saga: s\nsteps: [{name: a}]\nbroker: {los: 0.1}\n",
+        "3: broker: unknown key 'los' (expected one of: duplicate, latency, loss, redelivery,"
+        " reorder; did you mean 'loss'?)",
+        "rejects",
+    ),
+    BadInput(
+        "no redelivery attempts",
+        "saga: s\nsteps: [{name: a}]\nbroker:\n  redelivery: {attempts: 0}\n",
+        "4: broker.redelivery.attempts: expected a positive integer or 'unbounded', got 0",
+        "rejects",
+    ),
+    BadInput(
+        "every message lost for ever",
+        "saga: s\nsteps: [{name: a}]\nbroker:\n  loss: 1\n  redelivery: {attempts: unbounded}\n",
+        "4: broker.loss: expected loss below 1 with unbounded redelivery (no message would ever"
+        " arrive), got 1",
+        "beyond",
+        "some message arrives",
+    ),
+    BadInput(
         "too many aliases",
         "saga: s\nsteps: [{name: a}]\nx: &x 1\ny: [" + ", ".join(["*x"] * 101) + "]\n",
         "4: expected at most 100 aliases, got more",
@@ -492,4 +520,10 @@ steps:
     latency: {dist: exponential, mean: 2s}
     retry: {attempts: unbounded, delay: 1s}
 arrivals: {rate: 50/s}
+broker:
+  latency: {dist: uniform, low: 1ms, high: 4ms}
+  loss: 0.001
+  duplicate: 0.01
+  reorder: 0.05
+  redelivery: {attempts: 3, delay: 500ms}
 """
