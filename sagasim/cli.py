@@ -212,7 +212,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Saga:
-    from . import io
+    from . import overrides
     from .importers import load_any
 
     path = Path(args.model)
@@ -222,7 +222,7 @@ def _load(args: argparse.Namespace) -> Saga:
         raise UsageError(f"{path}: is a directory, expected a model file")
     saga = load_any(path, getattr(args, "format", None))
     if getattr(args, "set", None):
-        saga = io.apply_overrides(saga, args.set)
+        saga = overrides.apply_overrides(saga, args.set)
     return saga
 
 
