@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -87,7 +88,10 @@ def _show(value: object) -> str:
     if isinstance(value, (dict, list)):
         kind = "a mapping" if isinstance(value, dict) else "a list"
         return kind if value else kind.replace("a ", "an empty ")
-    return repr(value[:57] + "...") if isinstance(value, str) and len(value) > 60 else repr(value)
+    if isinstance(value, str) and len(value) > 60:
+        return repr(value[:57] + "...")
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."  # a huge integer
 
 
 def _did_you_mean(word: object, choices: Sequence[str]) -> str:
@@ -111,7 +115,13 @@ def _typed(what: str, accept: Callable[[Any], bool], convert: Callable[[Any], An
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: ``.inf``, ``.nan`` and integers beyond a float's range are not."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 _text = _typed("a text", lambda value: isinstance(value, str))
@@ -173,7 +183,10 @@ def parse_duration(value: object, path: str = "") -> float:
         raise _fail("a duration with a unit (ms, s, min)", value, path)
     if match[1]:
         raise _fail("a non-negative duration", value, path)
-    return float(Decimal(match[2]) * _UNITS[match[3]])
+    ms = float(Decimal(match[2]) * _UNITS[match[3]])
+    if not math.isfinite(ms):
+        raise _fail("a duration a float can hold", value, path)
+    return ms
 
 
 _per_second = _typed("a rate such as 50/s, 3000/min or a number per second", _is_number, float)
@@ -184,7 +197,10 @@ def _rate(value: object, path: str) -> float:
     match = _RATE.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         return _per_second(value, path)
-    return float(Decimal(match[1]) * 1000 / _UNITS[match[2]])
+    rate = float(Decimal(match[1]) * 1000 / _UNITS[match[2]])
+    if not math.isfinite(rate):
+        raise _fail("a rate a float can hold", value, path)
+    return rate
 
 
 def _plain(number: float) -> str:
