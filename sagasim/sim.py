@@ -68,6 +68,8 @@ KINDS = ("ok", "fail", "reject", "timeout")
 OK, FAIL, REJECT, TIMEOUT = range(4)
 INT16_MAX = 32767
 MEMO_LIMIT = 10_000  # ledgers remembered per edge, in case counts keep growing
+#: Attempts of one action in one instance past which the instance is taken never to end.
+MAX_ATTEMPTS = 1_000_000
 
 Ledger = tuple[int, ...]
 #: The participants' calls an edge makes, and the ledgers they turned into which: the calls are
@@ -262,6 +264,13 @@ class _Chunk:
 
     def _begin(self, inst: _Instance, a: int, attempt: int, at: float) -> _Flight:
         """Start attempt number ``attempt`` of action ``a`` at time ``at`` (now or later)."""
+        if attempt > MAX_ATTEMPTS:
+            raise SagaSimError(
+                f"{self.plan.saga.name}: {self.plan.names[a]} made {MAX_ATTEMPTS:,} attempts in "
+                f"instance {self.first + inst.slot} without ending (retried without limit "
+                "through an outage, or almost never succeeding); bound its retries or shorten "
+                "the outage"
+            )
         latency, code = (self.draws[a] or self._refill(a)).pop()
         self.attempts[a] += 1
         if self.is_compensation[a]:
