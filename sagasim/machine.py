@@ -54,6 +54,7 @@ from typing import Any, Literal
 from statemachine import State, StateMachine
 from statemachine.factory import StateMachineMetaclass
 
+from .exceptions import StateSpaceLimitError
 from .model import Action, Saga, Step
 
 Phase = Literal["forward", "halting", "compensating", "stuck_wait", "terminal"]
@@ -62,6 +63,8 @@ OUTCOMES = ("committed", "compensated", "leaked", "stuck")
 CONSISTENT = frozenset({"committed", "compensated"})
 EVENT_KINDS = ("ok", "fail", "reject", "timeout")
 RETRY_GUARD = "retry_left"
+#: Most states a compiled machine may have: the library's class checks take time quadratic in it.
+MAX_MACHINE_STATES = 4_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +281,13 @@ class _Compiler:
             if config not in ids:
                 base = config[1] if config[0] == "T" else "__".join(self.running(config))
                 base = {"H": "halting__", "S": "stuck_waiting__"}.get(config[0], "") + base
+                if len(ids) >= MAX_MACHINE_STATES:
+                    raise StateSpaceLimitError(
+                        f"{self.saga.name}: the orchestrator alone has more than "
+                        f"{MAX_MACHINE_STATES:,} states (a parallel group of b branches of n "
+                        "steps has about (n + 1) ** b); use fewer or narrower parallel groups, "
+                        "or fewer steps"
+                    )
                 used[base] = used.get(base, 0) + 1
                 ids[config] = base if used[base] == 1 else f"{base}_{used[base]}"
                 queue.append(config)
