@@ -174,9 +174,13 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         latency = _latencies(chain, base, tau, divergent)
         if math.isinf(latency["all"] or 0.0):
             names = sorted({chain.names[chain.running[n][0]] for n in divergent})
+            heavy = sorted(a.name for a in chain.actions if math.isinf(a.latency.mean_ms))
             notes.append(
                 f"expected latency is infinite: the exponential backoff of {', '.join(names)} "
                 "grows faster than its failures shrink"
+                if names
+                else f"expected latency is infinite: the latency of {', '.join(heavy)} has no "
+                "finite mean"
             )
     else:
         notes.append(
@@ -474,12 +478,17 @@ def _latencies(
     inner = solved.position[dst] >= 0
     after[inner] = absorbed[solved.position[dst[inner]]]
     after[np.flatnonzero(~inner), chain.end[dst[~inner]]] = 1.0
-    weight = solved.visits[solved.position[chain.src[live]]] * solved.p[live] * tau[live]
-    joint = weight @ after
+    mass = solved.visits[solved.position[chain.src[live]]] * solved.p[live]
+    with np.errstate(invalid="ignore"):  # 0 * inf: an edge never taken whose mean is infinite
+        weight = np.where(mass > 0, mass * tau[live], 0.0)
+    finite = np.isfinite(weight)  # not: an edge whose expected duration is infinite
+    joint = weight[finite] @ after[finite]
+    endless = np.asarray((after[~finite] > 0).any(axis=0))
     reached = [n for n in divergent if solved.position[n] >= 0]
-    latency: dict[str, float | None] = {"all": math.inf if reached else float(weight.sum())}
+    total = math.inf if reached or not finite.all() else float(weight.sum())
+    latency: dict[str, float | None] = {"all": total}
     for k, outcome in enumerate(OUTCOMES):
-        infinite = any(absorbed[solved.position[n], k] > 0 for n in reached)
+        infinite = bool(endless[k]) or any(absorbed[solved.position[n], k] > 0 for n in reached)
         mean = math.inf if infinite else float(joint[k] / max(solved.outcomes[k], 1e-300))
         latency[outcome] = mean if solved.outcomes[k] > 0 else None
     return latency

@@ -184,7 +184,10 @@ class LogNormal(_Distribution):
 
     @property
     def mean_ms(self) -> float:
-        return self.median_ms * math.exp(self.sigma**2 / 2)
+        try:
+            return self.median_ms * math.exp(self.sigma**2 / 2)
+        except OverflowError:  # sigma above ~37.7: the mean is beyond a float
+            return math.inf
 
     def cdf(self, t_ms: float) -> float:
         if t_ms <= 0:
@@ -198,8 +201,22 @@ class LogNormal(_Distribution):
             return 0.0
         if self.sigma == 0:
             return self.median_ms if t_ms >= self.median_ms else 0.0
+        if math.isinf(t_ms):
+            return self.mean_ms
         mu, s = math.log(self.median_ms), self.sigma
-        return self.mean_ms * _phi((math.log(t_ms) - mu - s * s) / s)
+        a = math.log(t_ms) - mu
+        below = _phi(a / s - s)
+        if below > 1e-290 and self.mean_ms < math.inf:  # not subnormal
+            return self.mean_ms * below
+        # mean * phi(z) far in the tail, where the mean overflows: Mills' ratio, in which
+        # exp(mu + s^2 / 2) cancels (z = a / s - s < -37)
+        z = a / s - s
+        return (
+            t_ms
+            * math.exp(-a * a / (2 * s * s))
+            / (-z * math.sqrt(2 * math.pi))
+            * (1 - 1 / (z * z))
+        )
 
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return rng.lognormal(math.log(self.median_ms), self.sigma, size)
