@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .choreography_check import ChoreographySpace, explore_choreography
 from .explore import DEFAULT_MAX_STATES, StateSpace, explore
 from .machine import OUTCOMES
 from .model import Saga, Step
@@ -61,7 +62,7 @@ class CheckReport:
     violations: list[Violation]
     warnings: list[Warning]
     anomalies: dict[str, int] = field(default_factory=dict)
-    space: StateSpace | None = None
+    space: StateSpace | ChoreographySpace | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md (``anomalies`` counts end states with each anomaly)."""
@@ -115,7 +116,11 @@ def check(
             f"unknown outcome {sorted(unknown)[0]!r} for fail_on "
             f"(expected some of {', '.join(VIOLATION_KINDS)})"
         )
-    space = explore(saga, max_states=max_states)
+    space: StateSpace | ChoreographySpace
+    if saga.coordination == "choreography":
+        space = explore_choreography(saga, max_states=max_states)
+    else:
+        space = explore(saga, max_states=max_states)
     end_states = dict.fromkeys(OUTCOMES, 0)
     anomalies = dict.fromkeys(("duplicate_effect", "hanging", "late_leak", "empty_compensation"), 0)
     for outcome, found in space.ends.values():
@@ -236,6 +241,41 @@ def lint(saga: Saga) -> list[Warning]:
                     "rejection.",
                 )
             )
+    return warnings + _broker_lint(saga)
+
+
+def _broker_lint(saga: Saga) -> list[Warning]:
+    """Defects of a choreography's broker, or a broker an orchestration ignores."""
+    broker = saga.broker
+    if saga.coordination == "orchestration":
+        if broker == type(broker)():
+            return []
+        message = (
+            "the model sets a broker but coordination is orchestration, which calls services "
+            "directly: set coordination: choreography or remove the broker."
+        )
+        return [Warning("broker-ignored", message)]
+    warnings = []
+    if broker.loss > 0 and broker.redelivery.attempts is not None:
+        warnings.append(
+            Warning(
+                "lossy-broker",
+                f"the broker loses messages (loss {broker.loss:g}) and sends each at most "
+                f"{_times(broker.redelivery.attempts)}: a message lost for good stalls the saga "
+                "(stuck); redeliver without bound (redelivery: {attempts: unbounded}).",
+            )
+        )
+    if broker.duplicate > 0:
+        naive = [s.name for s in saga.all_steps() if s.effects and not s.idempotent]
+        if naive:
+            warnings.append(
+                Warning(
+                    "duplicate-delivery",
+                    f"the broker can deliver a message twice, and {', '.join(naive)} "
+                    f"{'is' if len(naive) == 1 else 'are'} not idempotent: a duplicated event "
+                    "applies the effect again; deduplicate by saga id (idempotent: true).",
+                )
+            )
     return warnings
 
 
@@ -243,3 +283,7 @@ def _attempts(attempts: int | None) -> str:
     if attempts is None:
         return "unbounded attempts"
     return "1 attempt" if attempts == 1 else f"{attempts} attempts"
+
+
+def _times(attempts: int) -> str:
+    return {1: "once", 2: "twice"}.get(attempts, f"{attempts} times")

@@ -51,8 +51,31 @@ MAX_TRACKED_ATTEMPTS = 64
 Node = tuple[str, tuple[int, ...], Ledger]
 
 
+class Paths:
+    """Shortest paths and end states of a breadth-first search (parent pointers from state 0)."""
+
+    __slots__ = ()
+    parent: list[int]
+    via: list[str]
+    ends: dict[int, tuple[str, tuple[str, ...]]]
+
+    def outcomes_reachable(self) -> set[str]:
+        return {outcome for outcome, _ in self.ends.values()}
+
+    def anomalies_reachable(self) -> set[str]:
+        return {a for _, anomalies in self.ends.values() for a in anomalies}
+
+    def trace_to(self, index: int) -> list[str]:
+        """The events, in order, on the shortest path from the start to state ``index``."""
+        trace: list[str] = []
+        while index:
+            trace.append(self.via[index])
+            index = self.parent[index]
+        return trace[::-1]
+
+
 @dataclass(slots=True)
-class StateSpace:
+class StateSpace(Paths):
     """Every reachable state, the edges between them and the end states by property.
 
     ``nodes[i]`` is state ``i``; ``parent[i]`` and ``via[i]`` give the edge BFS first reached it
@@ -70,20 +93,6 @@ class StateSpace:
     edges: list[tuple[int, int, str, str]] = field(default_factory=list)
     ends: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     first_end: dict[str, int] = field(default_factory=dict)
-
-    def outcomes_reachable(self) -> set[str]:
-        return {outcome for outcome, _ in self.ends.values()}
-
-    def anomalies_reachable(self) -> set[str]:
-        return {a for _, anomalies in self.ends.values() for a in anomalies}
-
-    def trace_to(self, index: int) -> list[str]:
-        """The events, in order, on the shortest path from the start to state ``index``."""
-        trace: list[str] = []
-        while index:
-            trace.append(self.via[index])
-            index = self.parent[index]
-        return trace[::-1]
 
     def to_networkx(self) -> Any:
         """The state space as a DiGraph: node attrs ``label``, ``outcome``, ``anomalies``,
