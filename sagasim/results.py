@@ -1,7 +1,7 @@
 """What a simulation found: per-instance arrays, their summaries, and traces.
 
 A :class:`Results` holds one compact numpy array per measured quantity, one entry per saga
-instance (about 26 bytes an instance), so a million instances fit in well under 100 MB. Every
+instance (about 28 bytes an instance), so a million instances fit in well under 100 MB. Every
 figure the command line, a notebook or a sweep shows is computed from those arrays on demand:
 outcome counts, rates with Wilson intervals (from :func:`scipy.stats.binomtest`), latency
 percentiles, inconsistency windows, service utilisation, anomalies. :meth:`Results.to_dict` is
@@ -44,7 +44,9 @@ __all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span"
 __all__ += ["Window", "empty_columns", "merge"]
 
 #: The per-instance arrays of :class:`Results` and their typecodes (numpy reads them as int8,
-#: float64, uint8, int16, int16, float32, float64): 26 bytes an instance.
+#: float64, uint8, int16, int16, float32, float64, uint16): 28 bytes an instance. ``messages``
+#: counts what went over the wire: a command and its reply per attempt when orchestrated, the
+#: events sent to each subscriber (redeliveries included) when choreographed.
 COLUMNS = {
     "outcome": "b",
     "latency_ms": "d",
@@ -53,6 +55,7 @@ COLUMNS = {
     "compensations": "h",
     "window_ms": "f",
     "start_ms": "d",
+    "messages": "H",
 }
 
 #: JSON keys of the anomaly counts (DESIGN.md), in the order of :data:`ANOMALIES`.
@@ -196,6 +199,7 @@ class Results:
     compensations: np.ndarray
     window_ms: np.ndarray
     start_ms: np.ndarray
+    messages: np.ndarray
     services: dict[str, ServiceStats] = field(default_factory=dict)
     shared: bool = False
     horizon_ms: float = 0.0
@@ -288,10 +292,11 @@ class Results:
         return out
 
     def per_instance(self, what: str) -> dict[str, float]:
-        """Mean and maximum of ``"retries"`` or ``"compensations"`` per instance."""
-        if what not in ("retries", "compensations"):
-            raise ValueError(f"expected 'retries' or 'compensations', got {what!r}")
-        values = self.retries if what == "retries" else self.compensations
+        """Mean and maximum of ``"retries"``, ``"compensations"`` or ``"messages"`` per
+        instance."""
+        if what not in ("retries", "compensations", "messages"):
+            raise ValueError(f"expected 'retries', 'compensations' or 'messages', got {what!r}")
+        values = getattr(self, what)
         return {"mean": float(values.mean()), "max": float(values.max())}
 
     def compensation_phase(self) -> dict[str, float]:
@@ -401,6 +406,7 @@ class Results:
             },
             "retries_per_instance": _rounded(self.per_instance("retries")),
             "compensations_per_instance": _rounded(self.per_instance("compensations")),
+            "messages_per_instance": _rounded(self.per_instance("messages")),
         }
 
     def _rate_dict(self, name: str) -> dict[str, Any]:
@@ -431,6 +437,8 @@ class Results:
         retries, comps = self.per_instance("retries"), self.per_instance("compensations")
         rows.append(("retries/instance", f"mean {retries['mean']:.3f}  max {retries['max']:.0f}"))
         rows.append(("compensations/inst", f"mean {comps['mean']:.3f}  max {comps['max']:.0f}"))
+        sent = self.per_instance("messages")
+        rows.append(("messages/instance", f"mean {sent['mean']:.2f}  max {sent['max']:.0f}"))
         rows.append(
             ("anomalies", "  ".join(f"{k} {v:,}" for k, v in self.anomalies.items()) or "none")
         )
@@ -571,6 +579,7 @@ def merge(parts: Sequence[Results]) -> Results:
         compensations=joined("compensations"),
         window_ms=joined("window_ms"),
         start_ms=joined("start_ms"),
+        messages=joined("messages"),
         services=services,
         shared=first.shared,
         horizon_ms=max(p.horizon_ms for p in parts),

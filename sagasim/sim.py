@@ -66,7 +66,7 @@ DEFAULT_CHUNK_SIZE = 10_000
 BLOCK = 2048
 KINDS = ("ok", "fail", "reject", "timeout")
 OK, FAIL, REJECT, TIMEOUT = range(4)
-INT16_MAX = 32767
+INT16_MAX, UINT16_MAX = 32767, 65535
 MEMO_LIMIT = 10_000  # ledgers remembered per edge, in case counts keep growing
 #: Attempts of one action in one instance past which the instance is taken never to end.
 MAX_ATTEMPTS = 1_000_000
@@ -207,6 +207,7 @@ class _Instance:
     first_effect: float | None = None
     retries: int = 0
     compensations: int = 0
+    calls: int = 0
 
 
 class _Chunk:
@@ -273,6 +274,7 @@ class _Chunk:
             )
         latency, code = (self.draws[a] or self._refill(a)).pop()
         self.attempts[a] += 1
+        inst.calls += 1
         if self.is_compensation[a]:
             inst.compensations += 1
         if self.resource[a] is not None:
@@ -429,6 +431,7 @@ class _Chunk:
         columns["retries"][slot] = min(inst.retries, INT16_MAX)
         columns["compensations"][slot] = min(inst.compensations, INT16_MAX)
         columns["anomaly_flags"][slot] = inst.ledger[-1]
+        columns["messages"][slot] = min(2 * inst.calls, UINT16_MAX)  # command and reply
         window = math.nan
         if inst.compensations > 0 and inst.first_effect is not None:
             window = now - inst.first_effect

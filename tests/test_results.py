@@ -110,7 +110,11 @@ def test_per_instance_counts(order: Results) -> None:
     comps = order.per_instance("compensations")
     assert comps["mean"] == pytest.approx(order.compensations.mean())
     assert order.to_dict()["compensations_per_instance"]["max"] == comps["max"]
-    with pytest.raises(ValueError, match="'retries' or 'compensations'"):
+    # orchestrated, every attempt is a command and a reply
+    attempts = sum(s.attempts for s in order.services.values())
+    assert int(order.messages.sum()) == 2 * attempts
+    assert order.to_dict()["messages_per_instance"]["mean"] == round(2 * attempts / order.runs, 3)
+    with pytest.raises(ValueError, match="'retries', 'compensations' or 'messages'"):
         order.per_instance("attempts")
 
 
