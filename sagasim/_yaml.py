@@ -143,7 +143,9 @@ def _compose(text: str, file: str | None) -> yaml.Node | None:
         line = text[: err.position].count("\n") + 1
         raise SagaDefinitionError(message, file=file, line=line) from None
     except RecursionError:
-        raise SagaDefinitionError("expected a model nested less deeply", file=file) from None
+        depth = None if loader is None else loader.line + 1  # where the reader had got to
+        message = "expected a model nested less deeply"
+        raise SagaDefinitionError(message, file=file, line=depth) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -236,7 +238,8 @@ def _scalar(node: yaml.Node, path: str, file: str | None) -> Any:
     except ValueError:
         pass
     kinds = {"bool": "true or false", "int": "an integer", "float": "a number"}
-    message = f"expected {kinds[tag]}, got {text!r}" if tag in kinds else _tag_message(node.tag)
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    message = f"expected {kinds[tag]}, got {shown!r}" if tag in kinds else _tag_message(node.tag)
     raise SagaDefinitionError(message, path=path, file=file, line=node.start_mark.line + 1)
 
 
