@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except OSError as err:  # an output that cannot be written: /proc/x.png, a full disk
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{where}expected a writable file, got {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sagasim: interrupted", file=sys.stderr)
         return 130
