@@ -77,9 +77,18 @@ def _draw(args: argparse.Namespace) -> int:
         graph = render.states_diagram(space.to_networkx())
         render.write(graph, out)
     else:
-        render.draw(saga, out, view=args.view)
+        render.draw(saga, out, view=args.view or "")  # none: the model's coordination's own
     print(f"wrote {out}")
     return 0
+
+
+def _view(text: str) -> str:
+    """A ``draw --view``: a fixed name or ``service:NAME``."""
+    if text in ("saga", "machine", "states", "collaboration") or text.startswith("service:"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from saga, machine, states, collaboration, service:NAME)"
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -339,10 +348,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     draw.add_argument(
         "--view",
-        choices=("saga", "machine", "states"),
-        default="saga",
+        type=_view,
         help="saga: steps and compensations; machine: every state of the compiled "
-        "machine; states: the explored state space (small models)",
+        "machine; states: the explored state space (small models); collaboration: the "
+        "services and their events (a choreography's default); service:NAME: one service's "
+        "machine",
     )
     max_states(draw)
     overrides(draw)

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".mmd")
-VIEWS = ("saga", "machine")
+VIEWS = ("saga", "machine", "collaboration", "service:NAME")  # the last two: choreography
 MAX_STATES_DRAWN = 2000
 START = "__start__"
 FONT = "Helvetica,Arial,sans-serif"
@@ -150,12 +150,15 @@ NODE_LOOKS: dict[str, Look] = {
     "state": Look("ellipse", "#ffffff", "#566573"),
 }
 
-#: Edge looks: colour, dashed, pen width, and the weight that keeps the forward path straight.
-EDGE_LOOKS: dict[str, tuple[str, bool, float, int]] = {
-    "forward": ("#1b2631", False, 1.4, 8),
-    "failure": ("#c0392b", False, 1.1, 1),
-    "compensation": ("#ba4a00", True, 1.4, 4),
-    "retry": ("#1f618d", False, 1.0, 1),
+#: Edge looks: colour, line style, pen width, and the weight that keeps the forward path straight.
+EDGE_LOOKS: dict[str, tuple[str, str, float, int]] = {
+    "forward": ("#1b2631", "", 1.4, 8),
+    "failure": ("#c0392b", "", 1.1, 1),
+    "compensation": ("#ba4a00", "dashed", 1.4, 4),
+    "retry": ("#1f618d", "", 1.0, 1),
+    "event_failure": ("#c0392b", "dashed", 1.1, 1),
+    "event_failure_loose": ("#c0392b", "dashed", 1.1, 0),
+    "event_cascade": ("#ba4a00", "dotted", 1.5, 1),
 }
 
 CLUSTER_STYLE = dict(style="rounded,dashed", color="#7b8a8b", fontcolor="#566573", fontsize="10")
@@ -165,11 +168,14 @@ _KIND_WORDS = {"read_only": "read-only", "uncompensatable": "no compensation"}
 # --- extractors --------------------------------------------------------------------------------
 
 
-def extract(saga: Saga, view: str = "saga") -> Diagram:
-    """The :class:`Diagram` of ``saga`` in ``view`` (``saga`` or ``machine``)."""
-    if view not in VIEWS:
-        raise UsageError(f"unknown view {view!r} (expected one of {', '.join(VIEWS)})")
-    return _saga_view(saga) if view == "saga" else _machine_view(saga)
+def extract(saga: Saga, view: str = "") -> Diagram:
+    """The :class:`Diagram` of ``saga`` in ``view``, by default its coordination's own (VIEWS)."""
+    view = view or ("collaboration" if saga.coordination == "choreography" else "saga")
+    if view in ("saga", "machine"):
+        return _saga_view(saga) if view == "saga" else _machine_view(saga)
+    from .render_choreography import extract_choreography  # the rest, or an unknown view
+
+    return extract_choreography(saga, view)
 
 
 def _columns(saga: Saga) -> dict[str, int]:
@@ -373,12 +379,12 @@ def _stack(graph: graphviz.Digraph, node_ids: list[str]) -> None:
 
 def _graphviz_edge(edge: Edge, column_of: dict[str, int]) -> tuple[str, str, dict[str, str]]:
     """Tail, head and attributes of ``edge`` in the Graphviz source."""
-    color, dashed, penwidth, weight = EDGE_LOOKS[edge.look]
+    color, style, penwidth, weight = EDGE_LOOKS[edge.look]
     attrs = {"color": color, "penwidth": str(penwidth), "fontcolor": color}
-    if weight != 1:
-        attrs["weight"] = str(weight)
-    if dashed:
-        attrs["style"] = "dashed"
+    if weight != 1:  # 0: the edge does not shape the layout (a choreography's failure events)
+        attrs.update({"weight": str(weight)} if weight else {"constraint": "false"})
+    if style:
+        attrs["style"] = style
     if edge.side:
         attrs.update(tailport=edge.side, headport=edge.side)
     tail, head = edge.source, edge.target
@@ -474,8 +480,8 @@ def to_mermaid(d: Diagram) -> str:
 # --- the public entry points -------------------------------------------------------------------
 
 
-def diagram(saga: Saga, view: str = "saga") -> graphviz.Digraph:
-    """The Graphviz diagram of ``saga``: ``view="saga"`` (steps) or ``"machine"`` (states).
+def diagram(saga: Saga, view: str = "") -> graphviz.Digraph:
+    """The Graphviz diagram of ``saga`` in ``view`` (see :func:`extract`).
 
     >>> from sagasim.model import Saga, Step
     >>> g = diagram(Saga(name="one", steps=(Step(name="only", effects=False),)))
@@ -526,16 +532,13 @@ def write(graph: graphviz.Digraph, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     suffix = _suffix(path)
     if suffix == ".mmd":
-        raise UsageError(
-            "Mermaid (.mmd) is for the saga and machine views: write this diagram as .svg,"
-            " .png, .pdf or .dot"
-        )
+        raise UsageError("this diagram has no Mermaid (.mmd) form: write .svg, .png, .pdf or .dot")
     if suffix == ".dot":
         return _write_bytes(path, graph.source.encode("utf-8"))
     return _write_bytes(path, _pipe(graph, suffix[1:]))
 
 
-def draw(saga: Saga, path: str | os.PathLike[str], view: str = "saga") -> Path:
+def draw(saga: Saga, path: str | os.PathLike[str], view: str = "") -> Path:
     """Draw ``saga`` to ``path``; the suffix picks the format: .svg .png .pdf .dot .mmd.
 
     >>> import tempfile
