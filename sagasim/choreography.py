@@ -23,9 +23,9 @@ what follows from the saga's shape (:func:`roles`):
   for the undo of the nearest later compensatable steps whose ``done`` it has seen, so the
   undos cascade back; in ``parallel`` order it undoes at once;
 * **duplicates**: a service that is not ``idempotent`` applies a duplicated event again: a
-  duplicated trigger of a done step applies its effect a second time (``STEP.again``), a
-  duplicated failure reaching an undone step undoes once more (``STEP.undo_again``), at once
-  and without publishing anything new; one that is idempotent deduplicates by saga id.
+  duplicated trigger applies the step's effect a second time (``STEP.again``), a duplicated
+  failure undoes once more (``STEP.undo_again``), as soon as the first run is over and without
+  publishing anything new; one that is idempotent deduplicates by saga id.
 
 Nobody decides the end: an instance is over when nothing runs and no message is in flight, and
 its end state is read from the roles (:meth:`Choreography.outcome`): ``committed`` when every
@@ -55,6 +55,7 @@ Examples
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -71,6 +72,8 @@ __all__ = ["Choreography", "Role", "ServiceMachine", "compile_choreography"]
 #: A service performing several steps has the product of their roles as its machine: beyond
 #: this many states it is refused rather than built (python-statemachine's checks are slow).
 MAX_SERVICE_STATES = 5_000
+#: Moves remembered (they repeat across instances and states) before the memo starts afresh.
+MEMO_LIMIT = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,11 +329,12 @@ class Local(NamedTuple):
 
 class Move(NamedTuple):
     """What one event did: the new local state, the actions that began an attempt (their first,
-    or a retry), and the events published."""
+    or a retry), the events published, and the events the services' machines took."""
 
     local: Local
     started: tuple[str, ...]
     published: tuple[str, ...]
+    fired: tuple[str, ...]
 
 
 class Choreography:
@@ -367,6 +371,7 @@ class Choreography:
             for event in sorted(role.subscriptions):
                 self.subscribers[event] = (*self.subscribers.get(event, ()), role.step)
         self.people = Participants(saga, cap=cap)
+        self._memo: dict[tuple[Local, str, str], Move] = {}
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{n} {len(m.states)}" for n, m in self.services.items())
@@ -412,21 +417,37 @@ class Choreography:
             seen=tuple(frozenset() for _ in self.roles),
             ledger=self.people.initial,
         )
-        started: list[str] = []
+        fired: list[str] = []
         for role in self.roles:
             if not role.triggers:
-                local = self._fire(local, role.step, f"{role.step}.start")
-                local = self._attempts(local, role.step, 1)
-                started.append(role.step)
-        return Move(local, tuple(started), ())
+                local = self._attempts(self._fire(local, fired, f"{role.step}.start"), role.step, 1)
+        starts = tuple(event.rsplit(".", 1)[0] for event in fired)
+        return Move(local, starts, (), tuple(fired))
 
     def attempt_ended(self, local: Local, action: str, kind: str) -> Move:
         """An attempt of ``action`` ended ``kind`` as its service sees it."""
+        return self._remembered((local, action, kind), self._attempt_ended)
+
+    def deliver(self, local: Local, event: str, step: str) -> Move:
+        """``event`` arrives at the service performing ``step``."""
+        return self._remembered((local, event, step), self._deliver)
+
+    def _remembered(self, key: tuple[Local, str, str], work: Callable[..., Move]) -> Move:
+        """Moves are pure and local states repeat across instances: each is worked out once."""
+        move = self._memo.get(key)
+        if move is None:
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            move = self._memo[key] = work(*key)
+        return move
+
+    def _attempt_ended(self, local: Local, action: str, kind: str) -> Move:
         role = self.role_of[action]
         attempt = local.attempts[self.action_index[action]]
         limit = self.saga.action(action).retry.attempts
         retry = kind in ("fail", "timeout") and retry_left(limit, attempt)
-        local = self._fire(local, role.step, f"{action}.{kind}", retry)
+        fired: list[str] = []
+        local = self._fire(local, fired, f"{action}.{kind}", retry)
         people, ledger = self.people, local.ledger
         if kind == "ok":
             ledger = people.ok(ledger, action)
@@ -435,7 +456,7 @@ class Choreography:
         if retry:  # an unbounded action's attempt number changes nothing: it stays 1
             following = attempt + 1 if limit is not None else attempt
             local = self._attempts(local._replace(ledger=ledger), action, following)
-            return Move(local, (action,), ())
+            return Move(local, (action,), (), tuple(fired))
         local = self._attempts(local._replace(ledger=ledger), action, 0)
         state = self.state_of(local, role.step)
         published = {
@@ -446,28 +467,33 @@ class Choreography:
         }[state]
         if state == "failed":
             local = local._replace(ledger=people.gave_up(local.ledger, role.step))
-        local, started = self._settle(local, role)
-        return Move(local, started, (published,))
+        local, started = self._settle(local, role, fired)
+        return Move(local, started, (published,), tuple(fired))
 
-    def deliver(self, local: Local, event: str, step: str) -> Move:
-        """``event`` arrives at the service performing ``step``."""
+    def _deliver(self, local: Local, event: str, step: str) -> Move:
         role = self.role_of[step]
         i = self.role_index[step]
         seen = local.seen[i]
+        fired: list[str] = []
+        if event not in seen:
+            local = local._replace(seen=(*local.seen[:i], seen | {event}, *local.seen[i + 1 :]))
+            local, started = self._settle(local, role, fired)
+            return Move(local, started, (), tuple(fired))
+        # A duplicate: applied again unless the service deduplicates it; one that arrives
+        # while the work it repeats is running is applied once that work is over (a service
+        # takes its messages one at a time).
         state = self.state_of(local, step)
-        if event in seen:  # a duplicate: applied again unless deduplicated
-            if event in role.triggers and state == "done" and not role.idempotent:
-                local = self._fire(local, step, f"{step}.again")
-                return Move(local._replace(ledger=self.people.ok(local.ledger, step)), (), ())
-            undo = event in role.failures and state == "undone" and not role.undo_idempotent
-            if undo and role.compensation is not None:
-                local = self._fire(local, step, f"{step}.undo_again")
-                ledger = self.people.ok(local.ledger, role.compensation)
-                return Move(local._replace(ledger=ledger), (), ())
-            return Move(local, (), ())
-        local = local._replace(seen=(*local.seen[:i], seen | {event}, *local.seen[i + 1 :]))
-        local, started = self._settle(local, role)
-        return Move(local, started, ())
+        if event in role.triggers and not role.idempotent:
+            again, running, over = f"{step}.again", "running", "done"
+        elif event in role.failures and not role.undo_idempotent:
+            again, running, over = f"{step}.undo_again", "undoing", "undone"
+        else:
+            return Move(local, (), (), ())
+        if state == over:
+            local = self._again(local, role, again, fired)
+        elif state == running:
+            local = local._replace(seen=(*local.seen[:i], seen | {again}, *local.seen[i + 1 :]))
+        return Move(local, (), (), tuple(fired))
 
     def land(self, local: Local, action: str, ok: bool) -> Local:
         """A timed-out attempt of ``action`` lands late (``ok``) or is lost at its participant."""
@@ -476,16 +502,34 @@ class Choreography:
             return local._replace(ledger=people.lost(local.ledger, action))
         return local._replace(ledger=people.land_late(local.ledger, action, self.running(local)))
 
+    def service_of_event(self, event: str) -> str:
+        """The service whose machine has ``event`` (``STEP.start``, ``COMPENSATION.ok``, ...)."""
+        return self.role_of[event.rsplit(".", 1)[0]].service
+
     # --- helpers
-    def _settle(self, local: Local, role: Role) -> tuple[Local, tuple[str, ...]]:
-        """What the role does of its own accord once it knows more: start, skip or undo."""
+    def _again(self, local: Local, role: Role, again: str, fired: list[str]) -> Local:
+        """Apply a duplicated trigger (``STEP.again``) or failure (``STEP.undo_again``)."""
+        local = self._fire(local, fired, again)
+        action = role.step if again.endswith(".again") else role.compensation
+        assert action is not None
+        return local._replace(ledger=self.people.ok(local.ledger, action))
+
+    def _settle(self, local: Local, role: Role, fired: list[str]) -> tuple[Local, tuple[str, ...]]:
+        """What the role does of its own accord once it knows more: start, skip or undo (and
+        apply a duplicate that arrived while it was busy)."""
         state = self.state_of(local, role.step)
-        seen = local.seen[self.role_index[role.step]]
+        i = self.role_index[role.step]
+        seen = local.seen[i]
+        waiting = {"done": f"{role.step}.again", "undone": f"{role.step}.undo_again"}.get(state)
+        if waiting in seen:
+            local = self._again(local, role, waiting, fired)
+            seen = seen - {waiting}
+            local = local._replace(seen=(*local.seen[:i], seen, *local.seen[i + 1 :]))
         if state == "waiting":
             if seen & role.aborts:
-                return self._fire(local, role.step, f"{role.step}.skip"), ()
+                return self._fire(local, fired, f"{role.step}.skip"), ()
             if role.triggers <= seen:
-                local = self._fire(local, role.step, f"{role.step}.start")
+                local = self._fire(local, fired, f"{role.step}.start")
                 return self._attempts(local, role.step, 1), (role.step,)
         elif (
             state == "done"
@@ -493,14 +537,16 @@ class Choreography:
             and seen & role.failures
             and all(f"{c}.done" in seen for s, c in role.waits if f"{s}.done" in seen)
         ):
-            local = self._fire(local, role.step, f"{role.step}.undo")
+            local = self._fire(local, fired, f"{role.step}.undo")
             return self._attempts(local, role.compensation, 1), (role.compensation,)
         return local, ()
 
-    def _fire(self, local: Local, step: str, event: str, retry: bool = False) -> Local:
-        s, _ = self.where[step]
+    def _fire(self, local: Local, fired: list[str], event: str, retry: bool = False) -> Local:
+        """Take ``event`` in its service's machine, and note it in ``fired``."""
+        s, _ = self.where[self.role_of[event.rsplit(".", 1)[0]].step]
         machine = self.services[self.service_names[s]]
         target = machine.step(local.services[s], event, retry)
+        fired.append(event)
         return local._replace(services=(*local.services[:s], target, *local.services[s + 1 :]))
 
     def _attempts(self, local: Local, action: str, value: int) -> Local:

@@ -30,7 +30,7 @@ from typing import Any, Literal, cast, get_args
 from .io import COMPENSATION, SAGA, SERVICE, STEP, Field, _fail, _label, _latency, _rate, _read
 from .io import _retry as _read_retry
 from .latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
-from .model import Arrivals, Compensation, Parallel, Retry, Saga, Service, Step, validate
+from .model import Arrivals, Broker, Compensation, Parallel, Retry, Saga, Service, Step, validate
 
 __all__ = ["compensation", "constant", "empirical", "exponential", "lognormal", "normal"]
 __all__ += ["parallel", "retry", "saga", "service", "step", "uniform"]
@@ -231,8 +231,10 @@ def saga(
     compensation_order: Literal["reverse", "parallel"] = "reverse",
     services: Sequence[Service] = (),
     arrivals: str | float | None = None,
+    broker: Broker | None = None,
 ) -> Saga:
-    """A whole saga, checked by :func:`sagasim.model.validate`; ``arrivals`` as ``"50/s"``.
+    """A whole saga, checked by :func:`sagasim.model.validate`; ``arrivals`` as ``"50/s"``;
+    ``broker`` a :class:`sagasim.model.Broker` (for choreography).
 
     >>> saga("s", step("a"), step("a"))
     Traceback (most recent call last):
@@ -252,6 +254,10 @@ def saga(
         seen.add(declared.name)
     if arrivals is not None:
         fields["arrivals"] = Arrivals(rate_per_s=_rate(arrivals, "arrivals.rate"))
+    if broker is not None:
+        if not isinstance(broker, Broker):
+            raise _fail("a Broker(...)", _plain(broker), "broker")
+        fields["broker"] = broker
     result = Saga(steps=tuple(entries), services=tuple(services), **fields)
     validate(result)
     return result

@@ -87,6 +87,7 @@ def apply_overrides(saga: Saga, assignments: Sequence[str]) -> Saga:
 
     Examples
     --------
+    >>> from sagasim.io import loads
     >>> saga = loads("saga: s\\nsteps: [{name: pay, service: payments, reject: 0.05}]")
     >>> new = apply_overrides(saga, ["pay.reject=0.1", "services.payments.capacity=5"])
     >>> new.step("pay").reject, new.service("payments").capacity

@@ -52,6 +52,8 @@ import simpy
 from simpy.resources.resource import Request
 from statemachine import StateMachine
 
+from . import choreography_sim
+from .choreography import compile_choreography
 from .exceptions import SagaSimError
 from .machine import OUTCOMES, compile_saga
 from .model import Action, Compensation, Saga
@@ -88,12 +90,6 @@ class _Plan:
         self.machine = machine = compile_saga(saga)
         self.people = people = Participants(saga)
         self.actions: list[Action] = list(saga.actions())
-        for a in self.actions:
-            if a.retry.unbounded and a.attempt_outcomes["ok"] == 0:
-                raise SagaSimError(
-                    f"{saga.name}: {a.name} is retried without limit but no attempt can "
-                    "succeed, so a simulated instance would never end"
-                )
         self.names = names = [a.name for a in self.actions]
         index = {name: i for i, name in enumerate(names)}
         self.limit = [a.retry.attempts for a in self.actions]
@@ -486,6 +482,20 @@ class _Chunk:
         )
 
 
+def _simulable(saga: Saga) -> None:
+    """Refuse a saga whose instances could never end; compile what the simulation runs."""
+    for a in saga.actions():
+        if a.retry.unbounded and a.attempt_outcomes["ok"] == 0:
+            raise SagaSimError(
+                f"{saga.name}: {a.name} is retried without limit but no attempt can "
+                "succeed, so a simulated instance would never end"
+            )
+    if saga.coordination == "choreography":
+        compile_choreography(saga)
+    else:
+        _plan(saga)
+
+
 @functools.lru_cache(maxsize=8)
 def _plan(saga: Saga) -> _Plan:
     """The plan of ``saga``, once per process: later chunks reuse its tables and memos."""
@@ -496,6 +506,8 @@ def _run_chunk(
     saga: Saga, seed: int, seed_seq: np.random.SeedSequence, first: int, n: int, trace_limit: int
 ) -> Results:
     """One chunk, self-contained so that it can run in another process."""
+    if saga.coordination == "choreography":
+        return choreography_sim.run_chunk(saga, seed, seed_seq, first, n, trace_limit)
     chunk = _Chunk(_plan(saga), np.random.default_rng(seed_seq), n, first, trace_limit)
     return chunk.run(seed)
 
@@ -527,7 +539,7 @@ def simulate(
     for what, value in checks:
         if value < 1:
             raise ValueError(f"expected a positive {what}, got {value!r}")
-    _plan(saga)  # fail early, in the caller's process, on a saga that cannot be simulated
+    _simulable(saga)  # fail early, in the caller's process, on a saga that cannot be simulated
     size = runs if saga.arrivals is not None else size
     counts = [min(size, runs - first) for first in range(0, runs, size)]
     seeds = np.random.SeedSequence(seed).spawn(len(counts))
@@ -572,6 +584,11 @@ def simulate_instance(
     """
     if driver not in ("table", "library"):
         raise ValueError(f"expected driver 'table' or 'library', got {driver!r}")
-    chunk = _Chunk(_plan(saga), np.random.default_rng(seed), 1, 0, 1)
+    _simulable(saga)
+    chunk: _Chunk | choreography_sim.Chunk
+    if saga.coordination == "choreography":
+        chunk = choreography_sim.Chunk(saga, np.random.default_rng(seed), 1, 0, 1)
+    else:
+        chunk = _Chunk(_plan(saga), np.random.default_rng(seed), 1, 0, 1)
     chunk.library = driver == "library"
     return chunk.run(seed).traces[0]

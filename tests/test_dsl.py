@@ -21,7 +21,7 @@ from sagasim.dsl import (
 )
 from sagasim.exceptions import SagaDefinitionError
 from sagasim.latency import Constant, Empirical, LogNormal, Uniform
-from sagasim.model import Parallel, Retry, Saga, Step
+from sagasim.model import Broker, Parallel, Retry, Saga, Step
 
 from .bad_inputs import GOOD_MODEL
 
@@ -96,6 +96,13 @@ def good_model_in_python() -> Saga:
         compensation_order="reverse",
         services=[service("payments", capacity=20, outages=[("60s", "90s")]), service("shipping")],
         arrivals="50/s",
+        broker=Broker(
+            latency=uniform("1ms", "4ms"),
+            loss=0.001,
+            duplicate=0.01,
+            reorder=0.05,
+            redelivery=Retry(attempts=3, delay_ms=500.0),
+        ),
     )
 
 
