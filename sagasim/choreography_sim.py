@@ -293,7 +293,12 @@ class Chunk:
             return
         inst.finished = True
         now, slot, columns = self.env.now, inst.slot, self.columns
-        columns["outcome"][slot] = OUTCOMES.index(self.chor.outcome(inst.local))
+        outcome = self.chor.outcome(inst.local)
+        columns["outcome"][slot] = OUTCOMES.index(outcome)
+        if inst.events is not None:  # the end, as the last event (the saga's own)
+            inst.events.append(
+                TraceEvent(now - inst.origin, f"{self.saga.name}.{outcome}", outcome)
+            )
         columns["latency_ms"][slot] = now - inst.start
         columns["start_ms"][slot] = inst.start if self.shared else 0.0
         columns["retries"][slot] = min(inst.retries, INT16_MAX)

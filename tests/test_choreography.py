@@ -1,0 +1,153 @@
+"""Choreography: per-service machines, the broker's faults in check and simulate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from scipy import stats
+
+from sagasim import io
+from sagasim.analysis import analyze
+from sagasim.check import check
+from sagasim.choreography import compile_choreography
+from sagasim.choreography_check import explore_choreography
+from sagasim.explore import explore
+from sagasim.latency import Constant, Exponential
+from sagasim.model import Broker, Compensation, Retry, Saga, Step
+from sagasim.sim import simulate, simulate_instance
+
+MODELS = Path(__file__).parent.parent / "models"
+ORDER = io.load(MODELS / "order_fulfillment.yaml")
+CHOREO = replace(ORDER, coordination="choreography")
+
+
+def _interval(k: int, n: int) -> tuple[float, float]:
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.999, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def test_roles_follow_the_saga_shape() -> None:
+    chor = compile_choreography(CHOREO)
+    assert sorted(chor.services) == sorted({s.service_name for s in ORDER.all_steps()})
+    pay = chor.role("process_payment")
+    assert pay.triggers == {"fraud_check.done", "hold_loyalty_points.done"}  # the join
+    hold = chor.role("hold_loyalty_points")
+    assert hold.aborts == {"fraud_check.failed"}  # a concurrent branch failed
+    assert hold.failures == {"fraud_check.failed", "process_payment.failed"}
+    reserve = chor.role("reserve_inventory")
+    assert reserve.waits == (("hold_loyalty_points", "restore_points"),)  # reverse order
+    assert chor.role("trigger_delivery").compensation is None  # after the pivot
+    parallel = compile_choreography(replace(CHOREO, compensation_order="parallel"))
+    assert parallel.role("reserve_inventory").waits == ()
+
+
+def test_each_service_machine_is_a_library_class_read_back() -> None:
+    chor = compile_choreography(CHOREO)
+    inventory = chor.services["inventory"]
+    assert set(inventory.states) == {
+        f"reserve_inventory_{s}" for s in ("waiting", "running", "done", "undoing", "undone")
+    }
+    ids = {s.id for s in inventory.machine_class.states}  # type: ignore[attr-defined]
+    assert ids == set(inventory.states)
+    events = {t.event for t in inventory.transitions}
+    assert {"reserve_inventory.start", "reserve_inventory.undo", "release_inventory.ok"} <= events
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("**/*.yaml")), ids=lambda p: p.stem)
+def test_a_perfect_broker_reaches_the_orchestrated_end_states(path: Path) -> None:
+    saga = io.load(path)
+    choreographed = explore_choreography(replace(saga, coordination="choreography"))
+    assert set(choreographed.ends.values()) == set(explore(saga).ends.values())
+
+
+def test_loss_without_redelivery_makes_stuck_reachable_with_the_lost_message() -> None:
+    report = check(replace(CHOREO, broker=Broker(loss=0.001)))
+    assert not report.consistent
+    stuck = next(v for v in report.violations if v.outcome == "stuck")
+    assert stuck.trace[-1].endswith(" lost") and "→" in stuck.trace[-1]
+    assert "lossy-broker" in {w.code for w in report.warnings}
+    resent = check(replace(CHOREO, broker=Broker(loss=0.001, redelivery=Retry(attempts=None))))
+    assert resent.consistent and resent.end_states["stuck"] == 0
+
+
+def test_duplicates_need_idempotent_services() -> None:
+    saga = Saga(
+        name="dup",
+        coordination="choreography",
+        broker=Broker(duplicate=0.1),
+        steps=(
+            Step(name="reserve", compensation=Compensation(name="release")),
+            Step(name="charge", kind_declared="pivot", reject=0.1),
+        ),
+    )
+    report = check(saga)
+    assert report.anomalies["duplicate_effect"] > 0
+    assert any("twice" in event for v in report.violations for event in v.trace)
+    reserve, charge = saga.steps
+    assert isinstance(reserve, Step) and isinstance(charge, Step)
+    release = Compensation(name="release", idempotent=True)
+    safe = replace(
+        saga,
+        steps=(
+            replace(reserve, idempotent=True, compensation=release),
+            replace(charge, idempotent=True),
+        ),
+    )
+    assert check(safe).anomalies["duplicate_effect"] == 0
+
+
+def test_table_and_library_drivers_take_the_same_edges() -> None:
+    faulty = replace(
+        CHOREO,
+        broker=Broker(
+            latency=Exponential(mean_ms=5.0),
+            loss=0.1,
+            duplicate=0.2,
+            reorder=0.3,
+            redelivery=Retry(attempts=2, delay_ms=20.0),
+        ),
+    )
+    for seed in range(25):
+        table = simulate_instance(faulty, seed=seed)
+        assert simulate_instance(faulty, seed=seed, driver="library") == table
+
+
+@pytest.mark.statistical
+def test_simulated_rates_agree_with_the_orchestrated_exact_values() -> None:
+    exact = analyze(ORDER)
+    results = simulate(
+        replace(CHOREO, broker=Broker(latency=Exponential(mean_ms=3.0))), runs=20_000, seed=11
+    )
+    for outcome, p in exact.outcomes.items():
+        low, high = _interval(results.outcomes[outcome], results.runs)
+        assert low <= p <= high, outcome
+    low, high = _interval(int(results.compensated.sum()), results.runs)
+    assert low <= exact.compensation_probability <= high
+
+
+@pytest.mark.statistical
+def test_stuck_rate_follows_the_loss_probability() -> None:
+    # A chain of 5 steps that cannot fail: 4 messages carry it; losing any one stalls it.
+    chain = Saga(
+        name="chain",
+        coordination="choreography",
+        broker=Broker(loss=0.02, latency=Constant(value_ms=1.0)),
+        steps=tuple(Step(name=f"s{i}", effects=False) for i in range(5)),
+    )
+    results = simulate(chain, runs=20_000, seed=5)
+    low, high = _interval(results.outcomes["stuck"], results.runs)
+    assert low <= 1 - 0.98**4 <= high
+    # the k-th message is sent only when the k - 1 before it arrived
+    assert results.messages.mean() == pytest.approx(sum(0.98**k for k in range(4)), abs=0.02)
+
+
+@pytest.mark.statistical
+def test_simulated_duplicates_are_counted_and_reachable() -> None:
+    saga = replace(CHOREO, broker=Broker(duplicate=0.05, latency=Exponential(mean_ms=5.0)))
+    results = simulate(saga, runs=5_000, seed=2)
+    assert results.anomalies["duplicate_effect"] > 0
+    reachable = set(check(saga).space.ends.values())  # type: ignore[union-attr]
+    for trace in simulate(saga, runs=300, seed=3, trace_limit=300).traces:
+        assert (trace.outcome, trace.anomalies) in reachable
