@@ -57,13 +57,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from statemachine import State, StateMachine
-from statemachine.factory import StateMachineMetaclass
 
 from .exceptions import SagaSimError
-from .machine import RETRY_GUARD, Transition, _table_from_class, retry_left
+from .machine import RETRY_GUARD, Transition, _table_from_class, build_class, retry_left
 from .model import Action, Saga, Step
 from .participants import Ledger, Participants
 
@@ -282,36 +281,19 @@ def _service_machine(saga: Saga, name: str, members: tuple[Role, ...]) -> Servic
     return machine
 
 
-_class_counter = 0
-
-
 def _build_class(
     saga_name: str, service: str, states: dict[str, tuple[str, ...]], edges: list[Transition]
 ) -> type[StateMachine]:
-    global _class_counter
-    _class_counter += 1
     sources = {t.source for t in edges}
     made = {
         sid: State(name=sid, initial=i == 0, final=sid not in sources)
         for i, sid in enumerate(states)
     }
-    events: dict[str, Any] = {}
-    for t in edges:
-        kwargs: dict[str, Any] = {"event": t.event}
-        if t.guard == RETRY_GUARD:
-            kwargs["cond"] = RETRY_GUARD
-        elif t.guard is not None:
-            kwargs["unless"] = RETRY_GUARD
-        source, target = made[t.source], made[t.target]
-        edge = source.to.itself(**kwargs) if source is target else source.to(target, **kwargs)
-        events[t.event] = events[t.event] | edge if t.event in events else edge
-    title = "".join(p.title() for p in f"{saga_name}_{service}".split("_"))
+    title = "".join(p.title() for p in f"{saga_name}_{service}".split("_")) + "Service"
     # A role at rest in ``done`` or ``undone`` is not final: a duplicated event may wake it
     # (and, with unbounded retries, its loop never reaches a final state). An instance ends
     # when the whole composition is quiet, never by one service's final state.
-    attrs: dict[str, Any] = {**made, **events, "validate_final_reachability": False}
-    cls: Any = StateMachineMetaclass(f"{title}Service{_class_counter}", (StateMachine,), attrs)
-    return cls
+    return build_class(title, made, edges, validate_final_reachability=False)
 
 
 # --- the composition's semantics --------------------------------------------------------------

@@ -459,8 +459,6 @@ _class_counter = 0
 
 
 def _build_class(saga_name: str, infos: dict[str, StateInfo], edges: list[Transition]) -> type:
-    global _class_counter
-    _class_counter += 1
     states = {
         sid: State(
             name=sid if info.outcome else " + ".join(info.running),
@@ -469,6 +467,17 @@ def _build_class(saga_name: str, infos: dict[str, StateInfo], edges: list[Transi
         )
         for index, (sid, info) in enumerate(infos.items())
     }
+    return build_class(f"{''.join(p.title() for p in saga_name.split('_'))}Saga", states, edges)
+
+
+def build_class(
+    title: str, states: dict[str, State], edges: list[Transition], **options: Any
+) -> type[StateMachine]:
+    """A python-statemachine class of ``states`` and ``edges`` (guarded by ``retry_left``),
+    named ``title`` and a counter (the library registers classes by name); ``options`` are
+    class attributes such as ``validate_final_reachability``."""
+    global _class_counter
+    _class_counter += 1
     events: dict[str, Any] = {}
     for t in edges:
         kwargs: dict[str, Any] = {"event": t.event}
@@ -479,9 +488,9 @@ def _build_class(saga_name: str, infos: dict[str, StateInfo], edges: list[Transi
         source, target = states[t.source], states[t.target]
         edge = source.to.itself(**kwargs) if source is target else source.to(target, **kwargs)
         events[t.event] = events[t.event] | edge if t.event in events else edge
-    attrs: dict[str, Any] = {**states, **events}
-    class_name = f"{''.join(p.title() for p in saga_name.split('_'))}Saga{_class_counter}"
-    return StateMachineMetaclass(class_name, (StateMachine,), attrs)
+    attrs: dict[str, Any] = {**states, **events, **options}
+    cls: Any = StateMachineMetaclass(f"{title}{_class_counter}", (StateMachine,), attrs)
+    return cls
 
 
 def _table_from_class(machine_class: type) -> list[Transition]:
