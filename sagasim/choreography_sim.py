@@ -47,7 +47,7 @@ from statemachine import StateMachine
 from .choreography import Choreography, Local, compile_choreography
 from .machine import OUTCOMES, retry_left
 from .model import Retry, Saga
-from .results import InstanceTrace, Results, ServiceStats, Span, TraceEvent, empty_columns
+from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
 
 __all__ = ["run_chunk"]
 
@@ -359,27 +359,13 @@ class Chunk:
             name = self.saga.service_of(self.action[action])
             stats = services.setdefault(name, ServiceStats(name, None))
             stats.add(ServiceStats(name, None, self.attempts[action], self.busy[action], 0.0))
-        traces = [
-            InstanceTrace(
-                instance=self.first + inst.slot,
-                start_ms=inst.start if self.shared else 0.0,
-                events=tuple(inst.events or ()),
-                spans=tuple(inst.spans or ()),
-                outcome=OUTCOMES[columns["outcome"][inst.slot]],
-                anomalies=chor.people.anomalies(inst.local.ledger),
-                latency_ms=columns["latency_ms"][inst.slot],
-            )
-            for inst in self.traced
+        traced = [
+            (i.slot, i.start, i.events, i.spans, chor.people.anomalies(i.local.ledger))
+            for i in self.traced
         ]
-        return Results(
-            saga=self.saga.name,
-            runs=self.n,
-            seed=seed,
-            **{name: np.array(column) for name, column in columns.items()},
-            services=services,
-            shared=self.shared,
-            horizon_ms=self.env.now if self.shared else 0.0,
-            traces=traces,
+        horizon = self.env.now if self.shared else None
+        return assemble(
+            self.saga.name, seed, columns, services, traced, first=self.first, horizon_ms=horizon
         )
 
 

@@ -41,7 +41,7 @@ from .machine import OUTCOMES
 from .participants import ANOMALIES
 
 __all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span", "TraceEvent"]
-__all__ += ["Window", "empty_columns", "merge"]
+__all__ += ["Window", "assemble", "empty_columns", "merge"]
 
 #: The per-instance arrays of :class:`Results` and their typecodes (numpy reads them as int8,
 #: float64, uint8, int16, int16, float32, float64, uint16): 28 bytes an instance. ``messages``
@@ -64,6 +64,8 @@ ANOMALY_KEYS = ("duplicate_effects", "hanging", "late_leaks", "empty_compensatio
 COMPENSATION = "compensation"
 RATE_DIGITS = 6
 MS_DIGITS = 3
+#: A traced instance as a chunk holds it: slot, start, events, spans, anomalies.
+Traced = tuple[int, float, "list[TraceEvent] | None", "list[Span] | None", tuple[str, ...]]
 #: Participants' events of a trace (a timed-out attempt landing, or lost), not the machine's.
 LATE_EVENTS = (".late_ok", ".late_fail")
 
@@ -503,47 +505,11 @@ class Results:
                         }
                         out.write(json.dumps(record) + "\n")
         elif path.suffix == ".json":
-            path.write_text(json.dumps(_chrome_trace(self)), encoding="utf-8")
+            from .traces import chrome_trace
+
+            path.write_text(json.dumps(chrome_trace(self)), encoding="utf-8")
         else:
             raise ValueError(f"{path}: expected a .jsonl or .json trace file, got {path.suffix!r}")
-
-
-def _chrome_trace(results: Results) -> dict[str, Any]:
-    events: list[dict[str, Any]] = [
-        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": results.saga}}
-    ]
-    for trace in results.traces:
-        tid = trace.instance
-        events.append(
-            {
-                "ph": "M",
-                "name": "thread_name",
-                "pid": 1,
-                "tid": tid,
-                "args": {"name": f"instance {tid} ({trace.outcome})"},
-            }
-        )
-        for s in trace.spans:
-            events.append(
-                {
-                    "name": s.action,
-                    "cat": "compensation" if s.compensation else "step",
-                    "ph": "X",
-                    "pid": 1,
-                    "tid": tid,
-                    "ts": round(s.start_ms * 1000, 3),
-                    "dur": round((s.end_ms - s.start_ms) * 1000, 3),
-                    "cname": "terrible" if s.compensation else "good",
-                    "args": {"attempt": s.attempt, "result": s.result},
-                }
-            )
-        instants = [(e.t_ms, e.event) for e in trace.events if e.event.endswith(LATE_EVENTS)]
-        instants.append((trace.start_ms + trace.latency_ms, trace.outcome))
-        events.extend(
-            {"name": name, "ph": "i", "s": "t", "pid": 1, "tid": tid, "ts": round(t * 1000, 3)}
-            for t, name in instants
-        )
-    return {"traceEvents": events, "displayTimeUnit": "ms"}
 
 
 def merge(parts: Sequence[Results]) -> Results:
@@ -572,16 +538,49 @@ def merge(parts: Sequence[Results]) -> Results:
         saga=first.saga,
         runs=sum(p.runs for p in parts),
         seed=first.seed,
-        outcome=joined("outcome"),
-        latency_ms=joined("latency_ms"),
-        anomaly_flags=joined("anomaly_flags"),
-        retries=joined("retries"),
-        compensations=joined("compensations"),
-        window_ms=joined("window_ms"),
-        start_ms=joined("start_ms"),
-        messages=joined("messages"),
+        **{name: joined(name) for name in COLUMNS},
         services=services,
         shared=first.shared,
         horizon_ms=max(p.horizon_ms for p in parts),
+        traces=traces,
+    )
+
+
+def assemble(
+    saga: str,
+    seed: int,
+    columns: dict[str, array[Any]],
+    services: dict[str, ServiceStats],
+    traced: Sequence[
+        tuple[int, float, list[TraceEvent] | None, list[Span] | None, tuple[str, ...]]
+    ],
+    *,
+    first: int,
+    horizon_ms: float | None,
+) -> Results:
+    """The :class:`Results` of one chunk from its column buffers and its traced instances
+    ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances."""
+    shared = horizon_ms is not None
+    traces = [
+        InstanceTrace(
+            instance=first + slot,
+            start_ms=start if shared else 0.0,
+            events=tuple(events or ()),
+            spans=tuple(spans or ()),
+            outcome=OUTCOMES[columns["outcome"][slot]],
+            anomalies=anomalies,
+            latency_ms=columns["latency_ms"][slot],
+        )
+        for slot, start, events, spans, anomalies in traced
+    ]
+    arrays = {name: np.array(column) for name, column in columns.items()}
+    return Results(
+        saga,
+        len(columns["outcome"]),
+        seed,
+        **arrays,
+        services=services,
+        shared=shared,
+        horizon_ms=horizon_ms or 0.0,
         traces=traces,
     )

@@ -58,7 +58,16 @@ from .exceptions import SagaSimError
 from .machine import OUTCOMES, compile_saga
 from .model import Action, Compensation, Saga
 from .participants import Participants
-from .results import InstanceTrace, Results, ServiceStats, Span, TraceEvent, empty_columns, merge
+from .results import (
+    InstanceTrace,
+    Results,
+    ServiceStats,
+    Span,
+    TraceEvent,
+    assemble,
+    empty_columns,
+    merge,
+)
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "simulate", "simulate_instance"]
 
@@ -458,27 +467,13 @@ class _Chunk:
         services = {s: ServiceStats(s, plan.saga.service(s).capacity) for s in plan.service}
         for a, s in enumerate(plan.service):
             services[s].add(ServiceStats(s, None, self.attempts[a], self.busy[a], self.wait[a]))
-        traces = [
-            InstanceTrace(
-                instance=self.first + inst.slot,
-                start_ms=inst.start if self.shared else 0.0,
-                events=tuple(inst.events or ()),
-                spans=tuple(inst.spans or ()),
-                outcome=OUTCOMES[columns["outcome"][inst.slot]],
-                anomalies=plan.people.anomalies(inst.ledger),
-                latency_ms=columns["latency_ms"][inst.slot],
-            )
-            for inst in self.traced
+        traced = [
+            (i.slot, i.start, i.events, i.spans, plan.people.anomalies(i.ledger))
+            for i in self.traced
         ]
-        return Results(
-            saga=plan.saga.name,
-            runs=self.n,
-            seed=seed,
-            **{name: np.array(column) for name, column in columns.items()},
-            services=services,
-            shared=self.shared,
-            horizon_ms=self.env.now if self.shared else 0.0,
-            traces=traces,
+        horizon = self.env.now if self.shared else None
+        return assemble(
+            plan.saga.name, seed, columns, services, traced, first=self.first, horizon_ms=horizon
         )
 
 
