@@ -46,7 +46,7 @@ Message = tuple[str, str, bool]
 Node = tuple[Local, tuple[Message, ...]]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ChoreographySpace(Paths):
     """Every reachable state of a choreography, laid out as :class:`~sagasim.explore.StateSpace`
     is (``edges`` are ``(source, target, action or event, kind)``)."""
@@ -54,11 +54,6 @@ class ChoreographySpace(Paths):
     saga: Saga
     choreography: Choreography
     nodes: list[Node] = field(default_factory=list)
-    parent: list[int] = field(default_factory=list)
-    via: list[str] = field(default_factory=list)
-    edges: list[tuple[int, int, str, str]] = field(default_factory=list)
-    ends: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    first_end: dict[str, int] = field(default_factory=dict)
 
     def messages_in_flight(self, index: int) -> list[str]:
         """The messages the broker holds in state ``index``, as ``event → step``."""

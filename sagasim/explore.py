@@ -51,13 +51,21 @@ MAX_TRACKED_ATTEMPTS = 64
 Node = tuple[str, tuple[int, ...], Ledger]
 
 
+@dataclass(slots=True, kw_only=True)
 class Paths:
-    """Shortest paths and end states of a breadth-first search (parent pointers from state 0)."""
+    """Shortest paths and end states of a breadth-first search (parent pointers from state 0).
 
-    __slots__ = ()
-    parent: list[int]
-    via: list[str]
-    ends: dict[int, tuple[str, tuple[str, ...]]]
+    ``parent[i]`` and ``via[i]`` give the edge BFS first reached state ``i`` by; ``edges``
+    lists ``(source, target, action, kind)``; ``ends`` maps each end state to its ``(outcome,
+    anomalies)``; ``first_end`` maps an outcome or anomaly to the first (so shortest) end state
+    that has it.
+    """
+
+    parent: list[int] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)
+    edges: list[tuple[int, int, str, str]] = field(default_factory=list)
+    ends: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    first_end: dict[str, int] = field(default_factory=dict)
 
     def outcomes_reachable(self) -> set[str]:
         return {outcome for outcome, _ in self.ends.values()}
@@ -74,25 +82,15 @@ class Paths:
         return trace[::-1]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class StateSpace(Paths):
-    """Every reachable state, the edges between them and the end states by property.
-
-    ``nodes[i]`` is state ``i``; ``parent[i]`` and ``via[i]`` give the edge BFS first reached it
-    by; ``edges`` lists ``(source, target, action, kind)``; ``ends`` maps each end state to its
-    ``(outcome, anomalies)``; ``first_end`` maps an outcome or anomaly to the first (so
-    shortest) end state that has it.
-    """
+    """Every reachable state (``nodes[i]`` is state ``i``), the edges between them and the end
+    states by property (see :class:`Paths`)."""
 
     saga: Saga
     machine: Machine
     participants: Participants | None
     nodes: list[Node] = field(default_factory=list)
-    parent: list[int] = field(default_factory=list)
-    via: list[str] = field(default_factory=list)
-    edges: list[tuple[int, int, str, str]] = field(default_factory=list)
-    ends: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    first_end: dict[str, int] = field(default_factory=dict)
 
     def to_networkx(self) -> Any:
         """The state space as a DiGraph: node attrs ``label``, ``outcome``, ``anomalies``,
