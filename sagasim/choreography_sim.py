@@ -7,8 +7,13 @@ arrives after a ``broker.latency`` sample, in order per subscriber unless it is 
 ``reorder`` fraction (those take their own time); with probability ``loss`` it is lost, and
 sent again after the ``redelivery`` policy's delay while attempts remain; with probability
 ``duplicate`` a second copy follows. Attempts are as in orchestration (:mod:`sagasim.sim`):
-a latency sample, an outage failing it, ``reject`` then ``failure``, a timeout seen at its
-deadline while the participant's outcome lands late. Service capacities are not modelled here.
+a latency sample ``L``, an outage failing it, ``reject`` then ``failure``, a timeout seen at
+its deadline while the participant's outcome lands late. With ``saga.arrivals``, an attempt at a
+service with a ``capacity`` first queues for the service's :class:`simpy.Resource`, as in
+orchestration: the wait ``W`` counts towards latency and the timeout clock, the outage check is
+made when service starts, and with a timeout ``t`` and ``W + L > t`` the service sees
+``timeout`` at ``t`` while the participant's outcome happens at ``W + L``; the server is held
+until then.
 
 An instance is over when no attempt runs and no message is in flight; its end state is the
 roles' (:meth:`Choreography.outcome`) and its latency runs to that moment. Late landings after
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.resources.resource import Request
 from statemachine import StateMachine
 
 from .choreography import Choreography, Local, compile_choreography
@@ -74,6 +80,22 @@ class _Instance:
     first_effect: float | None = None
     finished: bool = False
     done: simpy.Event | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """An attempt at a service with a capacity: ``finish`` (its participant's outcome) is None
+    until it gets a server; ``late``: its wait and latency overran the timeout; ``seen``: its
+    service saw it time out."""
+
+    action: str
+    attempt: int
+    start: float
+    latency: float
+    code: int
+    finish: float | None = None
+    late: bool = False
+    seen: bool = False
 
 
 class _LiveGuard:
@@ -123,6 +145,11 @@ class Chunk:
         self.delays: list[float] = []
         self.attempts = dict.fromkeys(chor.actions, 0)
         self.busy = dict.fromkeys(chor.actions, 0.0)
+        self.wait = dict.fromkeys(chor.actions, 0.0)
+        capacities = {s.name: s.capacity for s in saga.services if s.capacity is not None}
+        resources = {s: simpy.Resource(env, c) for s, c in capacities.items() if self.shared}
+        self.resource = {a.name: resources.get(saga.service_of(a)) for a in actions}
+        self.late_tracked = {a: a in chor.people.pending_index for a in chor.actions}
         self.inbox = {name: simpy.Store(env) for name in chor.services}
         for inbox in self.inbox.values():
             env.process(self._consume(inbox))
@@ -161,19 +188,67 @@ class Chunk:
         self.env.timeout(delay).callbacks.append(lambda _e: then())
 
     # --- attempts
+    def _in_outage(self, action: str, t: float) -> bool:
+        return any(a <= t < b for a, b in self.outages[action])
+
     def _attempt(self, inst: _Instance, action: str, attempt: int, delay: float = 0.0) -> None:
         latency, code = self._draw(action)
         start = self.env.now + delay
         self.attempts[action] += 1
-        self.busy[action] += latency
         if self.compensation[action]:
             inst.compensations += 1
-        if any(a <= start - inst.origin < b for a, b in self.outages[action]):
+        if self.resource[action] is not None:
+            self._queue(inst, _Queued(action, attempt, start, latency, code), delay)
+            return
+        self.busy[action] += latency
+        if self._in_outage(action, start - inst.origin):
             code = FAIL
         limit = self.timeout[action]
         seen = TIMEOUT if latency > limit else code
-        flight = (action, attempt, start, seen, code, latency)
+        flight = (action, attempt, start, seen, code, start + latency)
         self._at(delay + min(latency, limit), lambda: self._ended(inst, *flight))
+
+    def _queue(self, inst: _Instance, q: _Queued, delay: float) -> None:
+        """Ask for a server at ``q.start``; the deadline is known now, the finish once served."""
+        if delay > 0:
+            self._at(delay, lambda: self._request(inst, q))
+        else:
+            self._request(inst, q)
+        if self.timeout[q.action] < math.inf:
+            self._at(delay + self.timeout[q.action], lambda: self._deadline(inst, q))
+
+    def _request(self, inst: _Instance, q: _Queued) -> None:
+        request = self.resource[q.action].request()  # type: ignore[union-attr]
+        request.callbacks.append(lambda _e: self._served(inst, q, request))
+
+    def _served(self, inst: _Instance, q: _Queued, request: Request) -> None:
+        """A queued attempt got its server: its outcome and finish are known now."""
+        now, action = self.env.now, q.action
+        self.wait[action] += now - q.start
+        self.busy[action] += q.latency
+        if self._in_outage(action, now - inst.origin):
+            q.code = FAIL
+        q.finish = now + q.latency
+        q.late = q.seen or (now - q.start) + q.latency > self.timeout[action]
+        self._at(q.latency, lambda: self._over(inst, q, request))
+
+    def _deadline(self, inst: _Instance, q: _Queued) -> None:
+        """The timeout of a queued attempt: its service sees it unless it is served in time."""
+        if q.seen or (q.finish is not None and not q.late):
+            return
+        q.seen = True
+        self._ended(inst, q.action, q.attempt, q.start, TIMEOUT, q.code, None)
+
+    def _over(self, inst: _Instance, q: _Queued, request: Request) -> None:
+        """A queued attempt's finish: the server is free; its service sees the outcome, or the
+        participant's outcome lands after the timeout its service saw."""
+        request.resource.release(request)
+        if not q.late:
+            self._ended(inst, q.action, q.attempt, q.start, q.code, q.code, None)
+            return
+        self._deadline(inst, q)  # a no-op unless rounding put the finish at the deadline
+        if self.late_tracked[q.action]:
+            self._land(inst, q.action, q.code == OK)
 
     def _ended(
         self,
@@ -183,12 +258,13 @@ class Chunk:
         start: float,
         kind: int,
         code: int,
-        latency: float,
+        finish: float | None,
     ) -> None:
-        """An attempt ends as its service sees it (its participant's outcome: ``code``)."""
+        """An attempt ends as its service sees it; its participant's outcome is ``code`` at
+        ``finish`` (None: a queued attempt's, which lands once it is served)."""
         chor, now = self.chor, self.env.now
-        if kind == TIMEOUT and action in chor.people.pending_index:
-            self._at(start + latency - now, lambda: self._land(inst, action, code == OK))
+        if kind == TIMEOUT and finish is not None and self.late_tracked[action]:
+            self._at(finish - now, lambda: self._land(inst, action, code == OK))
         move = chor.attempt_ended(inst.local, action, KINDS[kind])
         self._apply(inst, move.local, move.fired)
         self._note(inst, f"{action}.{KINDS[kind]}", action)
@@ -358,7 +434,8 @@ class Chunk:
         for action in chor.actions:
             name = self.saga.service_of(self.action[action])
             stats = services.setdefault(name, ServiceStats(name, None))
-            stats.add(ServiceStats(name, None, self.attempts[action], self.busy[action], 0.0))
+            attempts, busy, wait = self.attempts[action], self.busy[action], self.wait[action]
+            stats.add(ServiceStats(name, None, attempts, busy, wait))
         traced = [
             (i.slot, i.start, i.events, i.spans, chor.people.anomalies(i.local.ledger))
             for i in self.traced
