@@ -44,7 +44,10 @@ test: setup .chromium
 	$(BIN)/pytest -q
 
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/sim_bench.py
+	$(BIN)/python bench/choreography_bench.py
+	$(BIN)/python bench/check_bench.py
+	$(BIN)/python bench/analyze_bench.py
 
 clean:
 	rm -rf out $(VENV)
