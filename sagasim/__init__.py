@@ -23,6 +23,7 @@ from .model import Saga
 
 if TYPE_CHECKING:
     from .analysis import analyze
+    from .compare import compare
     from .importers import load_any as load
     from .machine import compile_saga
     from .render import draw
@@ -36,6 +37,7 @@ __all__ = [
     "__version__",
     "analyze",
     "check",
+    "compare",
     "compile_saga",
     "draw",
     "load",
@@ -44,6 +46,7 @@ __all__ = [
 
 _LAZY = {
     "analyze": ("analysis", "analyze"),
+    "compare": ("compare", "compare"),
     "compile_saga": ("machine", "compile_saga"),
     "draw": ("render", "draw"),
     "load": ("importers", "load_any"),

@@ -132,7 +132,23 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- helpers ---------------------------------------------------------------------------------
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    saga = _load(args)
+    _check_runs(args.runs)
+    _check_runs(2 * args.runs)
+    result = compare(
+        saga,
+        runs=args.runs,
+        seed=args.seed,
+        workers=args.workers,
+        check_states=not args.no_check,
+        max_states=args.max_states,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    _emit(args, result.to_dict(), result.to_text())
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -222,6 +238,9 @@ def _export(args: argparse.Namespace) -> int:
     out.write_text(text)
     print(f"wrote {out}")
     return 0
+
+
+# --- helpers ---------------------------------------------------------------------------------
 
 
 def _load(args: argparse.Namespace) -> Saga:
@@ -400,6 +419,34 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides(sim)
+
+    cmp = command(
+        "compare",
+        _compare,
+        "orchestrated vs choreographed: check and simulate both forms on the same workload",
+    )
+    cmp.add_argument(
+        "--runs", type=int, default=10_000, metavar="N", help="instances of each form (10,000)"
+    )
+    cmp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+    cmp.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="W",
+        help="worker processes (1); results do not depend on it",
+    )
+    cmp.add_argument("--no-check", action="store_true", help="simulate only, skip check")
+    cmp.add_argument(
+        "--max-states",
+        type=_positive,
+        default=100_000,
+        metavar="N",
+        help="leave a form unchecked past N states (default 100,000)",
+    )
+    cmp.add_argument("--json", action="store_true", help="print JSON")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bar")
+    overrides(cmp)
 
     swp = command("sweep", _sweep, "simulate (and analyze) a grid of parameter values")
     swp.add_argument(
