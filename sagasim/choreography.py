@@ -10,7 +10,8 @@ a *role*, a small state machine::
 
 A service's python-statemachine class is the explicit product of the roles it performs (most
 services perform one). The events on the broker are ``STEP.done`` and ``STEP.failed`` when a
-step ends, ``COMPENSATION.done`` and ``COMPENSATION.failed`` when an undo ends. Who listens to
+step ends, ``STEP.skipped`` when it is halted before it starts, ``COMPENSATION.done`` and
+``COMPENSATION.failed`` when an undo ends. Who listens to
 what follows from the saga's shape (:func:`roles`):
 
 * **forward**: a step starts once the ``done`` of every step before it has arrived (the steps
@@ -19,9 +20,12 @@ what follows from the saga's shape (:func:`roles`):
 * **halting**: a step in a parallel group that has not started never starts once a step of
   another branch has failed (in-flight work is awaited, never cancelled);
 * **backward**: a step with a compensation, before the pivot, is undone once it is done and a
-  later (or concurrent) step up to the pivot has failed; in ``reverse`` order it first waits
-  for the undo of the nearest later compensatable steps whose ``done`` it has seen, so the
-  undos cascade back; in ``parallel`` order it undoes at once;
+  later (or concurrent) step up to the pivot has failed; in ``parallel`` order it undoes at
+  once; in ``reverse`` order it first waits until each of the nearest later compensatable
+  steps is known to hold no effect: undone (``COMPENSATION.done``), failed (``STEP.failed``),
+  skipped (``STEP.skipped``, published when a failure halts it before it starts) or never to
+  start (a step it needs has failed). So the undos cascade back as the orchestrator orders
+  them, and a step whose success is still in flight is waited for;
 * **duplicates**: a service that is not ``idempotent`` applies a duplicated event again: a
   duplicated trigger applies the step's effect a second time (``STEP.again``), a duplicated
   failure undoes once more (``STEP.undo_again``), as soon as the first run is over and without
@@ -83,7 +87,8 @@ class Role:
     any of ``aborts`` makes a waiting step never start; any of ``failures`` means the saga is
     failing and the step, once done, must be undone (``compensation``; None when nothing is
     undone: no compensation, or at or after the pivot); ``waits`` are the later steps (and
-    their compensations) whose undo comes first, in ``reverse`` order.
+    their compensations) whose undo comes first, in ``reverse`` order, and ``clears`` (one set
+    per wait) the events any of which says that step holds no effect to undo first.
     """
 
     step: str
@@ -97,13 +102,12 @@ class Role:
     aborts: frozenset[str]
     failures: frozenset[str]
     waits: tuple[tuple[str, str], ...]
+    clears: tuple[frozenset[str], ...] = ()
 
     @property
     def subscriptions(self) -> frozenset[str]:
         """Every event this role must be told about."""
-        waited = {f"{step}.done" for step, _ in self.waits}
-        waited |= {f"{compensation}.done" for _, compensation in self.waits}
-        return self.triggers | self.aborts | self.failures | waited
+        return self.triggers | self.aborts | self.failures | frozenset().union(*self.clears)
 
 
 class _Place(NamedTuple):
@@ -150,10 +154,17 @@ def roles(saga: Saga) -> tuple[Role, ...]:
             f"{y}.failed" for y in failing if later(name, y) or concurrent(name, y)
         )
         waits: tuple[tuple[str, str], ...] = ()
+        clears: tuple[frozenset[str], ...] = ()
         if undoes(name) and saga.compensation_order == "reverse":
             after = [y for y in steps if undoes(y) and later(name, y)]
             nearest = [y for y in after if not any(later(z, y) for z in after)]
             waits = tuple((y, _compensation_name(steps[y])) for y in nearest)
+            clears = tuple(
+                frozenset({f"{c}.done", f"{y}.failed"})
+                | {f"{y}.skipped" for w in steps if concurrent(y, w)}  # y can be halted
+                | (failures & {f"{z}.failed" for z in failing if later(z, y)})
+                for y, c in waits
+            )
         compensation = steps[name].compensation
         result.append(
             Role(
@@ -168,6 +179,7 @@ def roles(saga: Saga) -> tuple[Role, ...]:
                 aborts=frozenset(f"{y}.failed" for y in steps if concurrent(name, y)),
                 failures=failures if undoes(name) else frozenset(),
                 waits=waits,
+                clears=clears,
             )
         )
     return tuple(result)
@@ -449,8 +461,8 @@ class Choreography:
         }[state]
         if state == "failed":
             local = local._replace(ledger=people.gave_up(local.ledger, role.step))
-        local, started = self._settle(local, role, fired)
-        return Move(local, started, (published,), tuple(fired))
+        local, started, also = self._settle(local, role, fired)
+        return Move(local, started, (published, *also), tuple(fired))
 
     def _deliver(self, local: Local, event: str, step: str) -> Move:
         role = self.role_of[step]
@@ -459,8 +471,8 @@ class Choreography:
         fired: list[str] = []
         if event not in seen:
             local = local._replace(seen=(*local.seen[:i], seen | {event}, *local.seen[i + 1 :]))
-            local, started = self._settle(local, role, fired)
-            return Move(local, started, (), tuple(fired))
+            local, started, published = self._settle(local, role, fired)
+            return Move(local, started, published, tuple(fired))
         # A duplicate: applied again unless the service deduplicates it; one that arrives
         # while the work it repeats is running is applied once that work is over (a service
         # takes its messages one at a time).
@@ -496,9 +508,12 @@ class Choreography:
         assert action is not None
         return local._replace(ledger=self.people.ok(local.ledger, action))
 
-    def _settle(self, local: Local, role: Role, fired: list[str]) -> tuple[Local, tuple[str, ...]]:
+    def _settle(
+        self, local: Local, role: Role, fired: list[str]
+    ) -> tuple[Local, tuple[str, ...], tuple[str, ...]]:
         """What the role does of its own accord once it knows more: start, skip or undo (and
-        apply a duplicate that arrived while it was busy)."""
+        apply a duplicate that arrived while it was busy); the actions started and the events
+        published."""
         state = self.state_of(local, role.step)
         i = self.role_index[role.step]
         seen = local.seen[i]
@@ -509,19 +524,19 @@ class Choreography:
             local = local._replace(seen=(*local.seen[:i], seen, *local.seen[i + 1 :]))
         if state == "waiting":
             if seen & role.aborts:
-                return self._fire(local, fired, f"{role.step}.skip"), ()
+                return self._fire(local, fired, f"{role.step}.skip"), (), (f"{role.step}.skipped",)
             if role.triggers <= seen:
                 local = self._fire(local, fired, f"{role.step}.start")
-                return self._attempts(local, role.step, 1), (role.step,)
+                return self._attempts(local, role.step, 1), (role.step,), ()
         elif (
             state == "done"
             and role.compensation is not None
             and seen & role.failures
-            and all(f"{c}.done" in seen for s, c in role.waits if f"{s}.done" in seen)
+            and all(seen & clear for clear in role.clears)
         ):
             local = self._fire(local, fired, f"{role.step}.undo")
-            return self._attempts(local, role.compensation, 1), (role.compensation,)
-        return local, ()
+            return self._attempts(local, role.compensation, 1), (role.compensation,), ()
+        return local, (), ()
 
     def _fire(self, local: Local, fired: list[str], event: str, retry: bool = False) -> Local:
         """Take ``event`` in its service's machine, and note it in ``fired``."""

@@ -141,10 +141,11 @@ class _Successors:
             heads.add(step)
             rest = flight[:j] + flight[j + 1 :]
             name = f"{event} → {step}"
-            delivered = chor.deliver(local, event, step).local
-            out.append((name, event, "deliver", (delivered, rest)))
+            move = chor.deliver(local, event, step)
+            delivered, sent = move.local, self.send(rest, move.published)
+            out.append((name, event, "deliver", (delivered, sent)))
             if self.duplicate and not copy and self.first_of_its_kind(local, flight, j):
-                again = self.canonical((*rest, (event, step, True)))
+                again = self.canonical((*sent, (event, step, True)))
                 out.append((f"{name} twice", event, "duplicate", (delivered, again)))
             if self.loss:
                 if self.redeliveries != 1:  # sent again later: behind what is in flight now

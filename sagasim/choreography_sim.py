@@ -50,7 +50,9 @@ import simpy
 from simpy.resources.resource import Request
 from statemachine import StateMachine
 
+from . import machine
 from .choreography import Choreography, Local, compile_choreography
+from .exceptions import EndlessRetryError
 from .machine import OUTCOMES, retry_left
 from .model import Retry, Saga
 from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
@@ -131,7 +133,7 @@ class Chunk:
         self.block = max(16, min(BLOCK, n * 4))
         actions = [saga.action(a) for a in chor.actions]
         self.action = dict(zip(chor.actions, actions))
-        self.compensation = {a: chor.role_of[a].step != a for a in chor.actions}
+        self.compensation = {a: a not in chor.role_index for a in chor.actions}
         self.timeout = {
             a.name: a.timeout_ms if a.timeout_ms is not None and saga.can_time_out(a) else math.inf
             for a in actions
@@ -192,6 +194,9 @@ class Chunk:
         return any(a <= t < b for a, b in self.outages[action])
 
     def _attempt(self, inst: _Instance, action: str, attempt: int, delay: float = 0.0) -> None:
+        if attempt > machine.MAX_ATTEMPTS:
+            name, slot = self.saga.name, self.first + inst.slot
+            raise EndlessRetryError.of(name, action, machine.MAX_ATTEMPTS, slot)
         latency, code = self._draw(action)
         start = self.env.now + delay
         self.attempts[action] += 1
@@ -281,14 +286,13 @@ class Chunk:
                 self._attempt(inst, action, attempt + 1, wait)
             else:
                 self._attempt(inst, started, 1)
-        for event in move.published:
-            for step in chor.subscribers.get(event, ()):
-                inst.messages += 1
-                self._send(inst, event, step, 1)
+        self._publish(inst, move.published)
         self._quiet(inst)
 
     def _land(self, inst: _Instance, action: str, ok: bool) -> None:
         inst.local = self.chor.land(inst.local, action, ok)
+        if ok and inst.first_effect is None and action in self.chor.people.effect_index:
+            inst.first_effect = self.env.now
         self._note(inst, f"{action}.late_ok" if ok else f"{action}.late_fail", action)
         if inst.finished:
             self.columns["anomaly_flags"][inst.slot] = inst.local.ledger[-1]
@@ -339,7 +343,15 @@ class Chunk:
             self._note(inst, f"{event} → {step}", step)
             for started in move.started:
                 self._attempt(inst, started, 1)
+            self._publish(inst, move.published)
             self._quiet(inst)
+
+    def _publish(self, inst: _Instance, events: tuple[str, ...]) -> None:
+        """Send each event to each of its subscribers."""
+        for event in events:
+            for step in self.chor.subscribers.get(event, ()):
+                inst.messages += 1
+                self._send(inst, event, step, 1)
 
     # --- bookkeeping
     def _apply(self, inst: _Instance, local: Local, fired: tuple[str, ...]) -> None:

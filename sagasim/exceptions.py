@@ -43,5 +43,18 @@ class StateSpaceLimitError(SagaSimError):
     """Exploring the state space went past the ``max_states`` limit."""
 
 
+class EndlessRetryError(SagaSimError):
+    """One action of one simulated instance made too many attempts without ending."""
+
+    @classmethod
+    def of(cls, saga: str, action: str, attempts: int, instance: int) -> EndlessRetryError:
+        # built from its message alone: SimPy and worker processes re-create it from ``args``
+        return cls(
+            f"{saga}: {action} made {attempts:,} attempts in instance {instance} without ending "
+            "(retried without limit through an outage, or almost never succeeding); bound its "
+            "retries or shorten the outage"
+        )
+
+
 class UsageError(SagaSimError):
     """A command was asked for something it cannot do (bad option, unwritable output...)."""

@@ -436,6 +436,11 @@ class Attempts:
         )
 
 
+#: Attempts of one action in one simulated instance past which it is taken never to end
+#: (both simulators read it here when they run, so a test may lower it).
+MAX_ATTEMPTS = 1_000_000
+
+
 def retry_left(limit: int | None, attempt: int) -> bool:
     """Whether an action on attempt number ``attempt`` may try again (``None``: unbounded)."""
     return limit is None or attempt < limit

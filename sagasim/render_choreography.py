@@ -9,7 +9,7 @@ Built on :mod:`sagasim.render`'s pipeline: these extractors read the compiled ch
   subscriber: solid when it starts a step (``reserve_inventory.done``); dashed red when a
   failure skips a waiting step or has a done one undone (``process_payment.failed``); dotted
   orange when it orders the compensation cascade (``restore_points.done``: in ``reverse``
-  order an undo waits for the undos of the later steps it saw done).
+  order an undo waits for the undos, failures or skips of the later steps).
 * ``service:NAME``: one service's python-statemachine class, every state and transition. Final
   states have a double border; retries are self-loops labelled with their guard.
 

@@ -52,9 +52,9 @@ import simpy
 from simpy.resources.resource import Request
 from statemachine import StateMachine
 
-from . import choreography_sim
+from . import choreography_sim, machine
 from .choreography import compile_choreography
-from .exceptions import SagaSimError
+from .exceptions import EndlessRetryError, SagaSimError
 from .machine import OUTCOMES, compile_saga
 from .model import Action, Compensation, Saga
 from .participants import Participants
@@ -79,8 +79,6 @@ KINDS = ("ok", "fail", "reject", "timeout")
 OK, FAIL, REJECT, TIMEOUT = range(4)
 INT16_MAX, UINT16_MAX = 32767, 65535
 MEMO_LIMIT = 10_000  # ledgers remembered per edge, in case counts keep growing
-#: Attempts of one action in one instance past which the instance is taken never to end.
-MAX_ATTEMPTS = 1_000_000
 
 Ledger = tuple[int, ...]
 #: The participants' calls an edge makes, and the ledgers they turned into which: the calls are
@@ -270,13 +268,9 @@ class _Chunk:
 
     def _begin(self, inst: _Instance, a: int, attempt: int, at: float) -> _Flight:
         """Start attempt number ``attempt`` of action ``a`` at time ``at`` (now or later)."""
-        if attempt > MAX_ATTEMPTS:
-            raise SagaSimError(
-                f"{self.plan.saga.name}: {self.plan.names[a]} made {MAX_ATTEMPTS:,} attempts in "
-                f"instance {self.first + inst.slot} without ending (retried without limit "
-                "through an outage, or almost never succeeding); bound its retries or shorten "
-                "the outage"
-            )
+        if attempt > machine.MAX_ATTEMPTS:
+            name, slot = self.plan.names[a], self.first + inst.slot
+            raise EndlessRetryError.of(self.plan.saga.name, name, machine.MAX_ATTEMPTS, slot)
         latency, code = (self.draws[a] or self._refill(a)).pop()
         self.attempts[a] += 1
         inst.calls += 1

@@ -38,6 +38,10 @@ def test_roles_follow_the_saga_shape() -> None:
     assert hold.failures == {"fraud_check.failed", "process_payment.failed"}
     reserve = chor.role("reserve_inventory")
     assert reserve.waits == (("hold_loyalty_points", "restore_points"),)  # reverse order
+    # ... until the loyalty hold is known to hold nothing: undone, failed, or halted unstarted
+    assert reserve.clears == (
+        {"restore_points.done", "hold_loyalty_points.failed", "hold_loyalty_points.skipped"},
+    )
     assert chor.role("trigger_delivery").compensation is None  # after the pivot
     parallel = compile_choreography(replace(CHOREO, compensation_order="parallel"))
     assert parallel.role("reserve_inventory").waits == ()
@@ -60,6 +64,27 @@ def test_a_perfect_broker_reaches_the_orchestrated_end_states(path: Path) -> Non
     saga = io.load(path)
     choreographed = explore_choreography(replace(saga, coordination="choreography"))
     assert set(choreographed.ends.values()) == set(explore(saga).ends.values())
+
+
+def test_an_undo_waits_for_a_later_success_still_in_flight() -> None:
+    # s3 is rejected while s2's success is on its way to s0: s0 must not be undone before s2
+    # is (it used to be, and then an undo_s2 that fails left s0 undone: an end the orchestrator
+    # never reaches, with undo_s0's timed-out attempts landing as empty compensations).
+    saga = io.loads(
+        "saga: race\nsteps:\n"
+        "  - name: s0\n"
+        "    compensation: {name: undo_s0, latency: {dist: exponential, mean: 10ms},\n"
+        "                   timeout: 15ms, retry: {attempts: unbounded}}\n"
+        "  - parallel:\n"
+        "      - - {name: s2, compensation: {name: undo_s2, failure: 0.1}}\n"
+        "      - - {name: s3, reject: 0.1}\n"
+    )
+    chor = compile_choreography(saga)
+    assert chor.role("s0").clears == ({"undo_s2.done", "s2.failed", "s2.skipped"},)
+    space = explore_choreography(replace(saga, coordination="choreography"))
+    ends = set(space.ends.values())
+    assert ends == set(explore(saga).ends.values())
+    assert ("stuck", ("empty_compensation",)) not in ends
 
 
 def test_loss_without_redelivery_makes_stuck_reachable_with_the_lost_message() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sagasim import sim
+from sagasim import machine
 from sagasim.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,14 +265,16 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("coordination", ["orchestration", "choreography"])
 def test_unbounded_retries_through_an_endless_outage_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coordination: str
 ) -> None:
     # zero latency and zero delay: every retry fell at the same instant, for ever
-    monkeypatch.setattr(sim, "MAX_ATTEMPTS", 10_000)  # the default, 1,000,000, takes 7 s here
+    monkeypatch.setattr(machine, "MAX_ATTEMPTS", 10_000)  # the default, 1,000,000, takes 7 s
     model = write(
         tmp_path,
-        "saga: loop\nservices: {pay: {outages: [{start: 0s, end: 1s}]}}\nsteps:\n"
+        f"saga: loop\ncoordination: {coordination}\n"
+        "services: {pay: {outages: [{start: 0s, end: 1s}]}}\nsteps:\n"
         "  - {name: a, compensation: u}\n"
         "  - {name: b, service: pay, retry: {attempts: unbounded}}\n",
     )
