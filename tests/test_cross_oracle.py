@@ -10,16 +10,22 @@ around analyze's exact values, anomalies included wherever analyze gives them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sagasim import sim
 from sagasim.analysis import analyze
 from sagasim.check import check
+from sagasim.choreography_check import explore_choreography
+from sagasim.exceptions import StateSpaceLimitError
+from sagasim.explore import explore
+from sagasim.latency import Constant, Exponential
 from sagasim.machine import OUTCOMES
-from sagasim.model import Saga, Step
+from sagasim.model import Broker, Retry, Saga, Step
 from sagasim.participants import ANOMALIES
 from sagasim.results import Results
 from sagasim.sim import simulate
@@ -27,6 +33,7 @@ from sagasim.sim import simulate
 from .conftest import check_invariants
 from .strategies import make_safe, sagas
 
+PERFECT = Broker()
 SETTINGS = settings(deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -111,3 +118,55 @@ def test_a_short_results_is_caught() -> None:
     broken = Results(**{**fields, "runs": 51})
     with pytest.raises(AssertionError):
         check_invariants(broken)
+
+
+# --- choreography: the same answers from the services' machines and a broker ------------------
+
+BROKERS = st.builds(
+    Broker,
+    latency=st.sampled_from([Constant(value_ms=0.0), Exponential(mean_ms=3.0)]),
+    loss=st.sampled_from([0.0, 0.0, 0.05]),
+    duplicate=st.sampled_from([0.0, 0.0, 0.1]),
+    reorder=st.sampled_from([0.0, 0.0, 0.2]),
+    redelivery=st.sampled_from([Retry(), Retry(attempts=3, delay_ms=5.0)]),
+)
+
+
+def choreographed(saga: Saga, broker: Broker = PERFECT) -> Saga:
+    return replace(saga, coordination="choreography", broker=broker)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(small_sagas())
+def test_a_perfect_broker_reaches_exactly_the_orchestrated_end_states(saga: Saga) -> None:
+    try:
+        ends = explore_choreography(choreographed(saga), max_states=8_000).ends
+    except StateSpaceLimitError:
+        assume(False)
+    assert set(ends.values()) == set(explore(saga).ends.values())
+
+
+@settings(SETTINGS, max_examples=60)
+@given(small_sagas(), BROKERS)
+def test_check_allows_everything_a_choreography_simulates(saga: Saga, broker: Broker) -> None:
+    saga = choreographed(saga, broker)
+    try:
+        report = check(saga, max_states=30_000)
+    except StateSpaceLimitError:
+        assume(False)
+    results = simulate(saga, runs=300, seed=8)
+    assert possible(results.outcomes) <= possible(report.end_states)
+    assert possible(results.anomalies) <= possible(report.anomalies)
+
+
+@pytest.mark.statistical
+@settings(SETTINGS, max_examples=40)
+@given(small_sagas())
+def test_choreographed_rates_over_a_perfect_broker_lie_around_exact_values(saga: Saga) -> None:
+    result = analyze(saga, sensitivity=False)
+    if not result.exact:
+        return
+    results = simulate(choreographed(saga), runs=3_000, seed=13)
+    for name, p in (*result.outcomes.items(), ("compensation", result.compensation_probability)):
+        rate = results.rate(name, confidence=0.999)
+        assert rate.low <= p <= rate.high, (name, p, rate)
