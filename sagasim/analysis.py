@@ -189,6 +189,11 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
             f"anomaly probabilities depend on timing ({', '.join(late)} may land after a "
             "timeout); see simulate"
         )
+    if saga.coordination == "choreography" and not saga.broker.ideal:
+        notes.append(
+            "these are the orchestrated form's numbers: a choreography's broker latency, loss, "
+            "duplicates and reordering are not modelled here; see simulate or compare"
+        )
     if saga.arrivals or any(service.capacity or service.outages for service in saga.services):
         notes.append("capacity limits, outages and arrivals are not modelled here; see simulate")
     ranking = _sensitivity(saga, chain, table, base, notes) if sensitivity else []

@@ -201,8 +201,8 @@ class Broker:
     is sent again after the policy's delay while attempts remain (``attempts: 1``, the default,
     means none).
 
-    >>> Broker(loss=0.01).perfect, Broker().perfect
-    (False, True)
+    >>> Broker(loss=0.01).perfect, Broker().perfect, Broker().ideal
+    (False, True, True)
     """
 
     latency: Latency = field(default_factory=lambda: Constant(value_ms=0.0))
@@ -215,6 +215,12 @@ class Broker:
     def perfect(self) -> bool:
         """Whether every message arrives exactly once, in order."""
         return self.loss == 0 and self.duplicate == 0 and self.reorder == 0
+
+    @property
+    def ideal(self) -> bool:
+        """Whether every message arrives at once, exactly once and in order: a choreography
+        then behaves as its orchestration, outcome for outcome and in time."""
+        return self.perfect and self.latency.mean_ms == 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -157,6 +157,8 @@ def _analysis(saga: Saga) -> tuple[Analysis | None, str | None]:
         return None, "analyze does not model outages"
     if saga.arrivals is not None and any(s.capacity is not None for s in saga.services):
         return None, "analyze does not model queueing at capacity-limited services"
+    if saga.coordination == "choreography" and not saga.broker.ideal:
+        return None, "analyze does not model a choreography's broker"
     try:
         result = analyze(saga, sensitivity=False)
     except SagaSimError as err:

@@ -17,6 +17,7 @@ from sagasim.explore import explore
 from sagasim.latency import Constant, Exponential
 from sagasim.model import Broker, Compensation, Retry, Saga, Step
 from sagasim.sim import simulate, simulate_instance
+from sagasim.sweep import sweep
 
 MODELS = Path(__file__).parent.parent / "models"
 ORDER = io.load(MODELS / "order_fulfillment.yaml")
@@ -176,3 +177,16 @@ def test_simulated_duplicates_are_counted_and_reachable() -> None:
     reachable = set(check(saga).space.ends.values())  # type: ignore[union-attr]
     for trace in simulate(saga, runs=300, seed=3, trace_limit=300).traces:
         assert (trace.outcome, trace.anomalies) in reachable
+
+
+def test_analyze_and_sweep_say_when_a_broker_is_beyond_them() -> None:
+    ideal = analyze(CHOREO, sensitivity=False)
+    assert ideal.outcomes == analyze(ORDER, sensitivity=False).outcomes
+    assert not any("broker" in note for note in ideal.notes)
+    lossy = replace(CHOREO, broker=Broker(loss=0.01))
+    assert any("broker" in note for note in analyze(lossy, sensitivity=False).notes)
+    result = sweep(lossy, {"process_payment.reject": [0.0, 0.1]}, runs=200, seed=1)
+    assert all(point.analysis is None for point in result.points)
+    assert any("does not model a choreography's broker" in note for note in result.notes)
+    exact = sweep(CHOREO, {"process_payment.reject": [0.0, 0.1]}, runs=200, seed=1)
+    assert all(point.analysis is not None for point in exact.points)
