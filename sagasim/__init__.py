@@ -23,7 +23,7 @@ from .model import Saga
 
 if TYPE_CHECKING:
     from .analysis import analyze
-    from .compare import compare
+    from .comparison import compare
     from .importers import load_any as load
     from .machine import compile_saga
     from .render import draw
@@ -46,7 +46,7 @@ __all__ = [
 
 _LAZY = {
     "analyze": ("analysis", "analyze"),
-    "compare": ("compare", "compare"),
+    "compare": ("comparison", "compare"),
     "compile_saga": ("machine", "compile_saga"),
     "draw": ("render", "draw"),
     "load": ("importers", "load_any"),

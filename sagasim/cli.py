@@ -133,7 +133,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .comparison import compare
 
     saga = _load(args)
     _check_runs(args.runs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 
@@ -13,6 +15,17 @@ README = (Path(__file__).parent.parent / "README.md").read_text()
 def test_every_public_name_resolves() -> None:
     for name in sagasim.__all__:
         assert getattr(sagasim, name) is not None
+
+
+def test_no_submodule_shadows_a_public_function() -> None:
+    # importing sagasim.X sets the attribute sagasim.X to the module: a public function must
+    # not share its name with a submodule (``compare`` lives in ``sagasim.comparison``)
+    for module in pkgutil.iter_modules(sagasim.__path__):
+        if not module.name.startswith("_"):  # __main__ runs the command line
+            importlib.import_module(f"sagasim.{module.name}")
+    for name in sagasim.__all__:
+        if name[0].islower() and name != "__version__":
+            assert callable(getattr(sagasim, name)), name
 
 
 def test_the_api_is_about_ten_names() -> None:

@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
@@ -137,7 +138,9 @@ class Comparison:
         mx, my = float(x.mean()), float(y.mean())
         if x.std() == 0 and y.std() == 0:  # two constants: the t-test has nothing to say
             return Difference(mx, my, my - mx, 1.0 if mx == my else 0.0)
-        p = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+        with warnings.catch_warnings():  # one constant sample: scipy fears a precision loss
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
         return Difference(mx, my, my - mx, 1.0 if math.isnan(p) else p)
 
     # --- outputs

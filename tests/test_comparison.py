@@ -10,7 +10,7 @@ import pytest
 
 from sagasim import io
 from sagasim.cli import main
-from sagasim.compare import MEANS, RATES, compare
+from sagasim.comparison import MEANS, RATES, compare
 from sagasim.latency import Constant
 from sagasim.model import Arrivals, Broker, Compensation, Saga, Service, Step
 
