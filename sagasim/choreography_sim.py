@@ -52,7 +52,7 @@ from statemachine import StateMachine
 
 from . import machine
 from .choreography import Choreography, Local, compile_choreography
-from .exceptions import EndlessRetryError
+from .exceptions import EndlessRetryError, SagaSimError
 from .machine import OUTCOMES, retry_left
 from .model import Retry, Saga
 from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
@@ -129,6 +129,7 @@ class Chunk:
         self.shared = saga.arrivals is not None
         self.columns = empty_columns(n)
         self.traced: list[_Instance] = []
+        self.ended = 0
         self.broker = saga.broker
         self.block = max(16, min(BLOCK, n * 4))
         actions = [saga.action(a) for a in chor.actions]
@@ -310,6 +311,7 @@ class Chunk:
                     inst.in_flight -= 1
                     inst.messages += 1
                     self._send(inst, event, step, tries + 1, copy)
+                    self._quiet(inst)  # lost for good this time, it may have been the last
 
                 self._at(self._backoff(redelivery, tries), again)
             else:
@@ -380,6 +382,7 @@ class Chunk:
         if inst.finished or inst.in_flight or any(inst.local.attempts):
             return
         inst.finished = True
+        self.ended += 1
         now, slot, columns = self.env.now, inst.slot, self.columns
         outcome = self.chor.outcome(inst.local)
         columns["outcome"][slot] = OUTCOMES.index(outcome)
@@ -440,6 +443,11 @@ class Chunk:
     def run(self, seed: int) -> Results:
         self.env.process(self._instances())
         self.env.run()
+        if self.ended != self.n:  # a missed end would leave zeros that read as committed
+            raise SagaSimError(
+                f"{self.saga.name}: {self.n - self.ended:,} of {self.n:,} instances never ended "
+                "(an internal error in the choreography simulator)"
+            )
         chor, columns = self.chor, self.columns
         capacity = {name: self.saga.service(name).capacity for name in chor.services}
         services = {name: ServiceStats(name, capacity[name]) for name in chor.services}

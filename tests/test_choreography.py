@@ -190,3 +190,27 @@ def test_analyze_and_sweep_say_when_a_broker_is_beyond_them() -> None:
     assert any("does not model a choreography's broker" in note for note in result.notes)
     exact = sweep(CHOREO, {"process_payment.reject": [0.0, 0.1]}, runs=200, seed=1)
     assert all(point.analysis is not None for point in exact.points)
+
+
+@pytest.mark.statistical
+def test_a_message_lost_on_its_last_redelivery_ends_the_saga_stuck() -> None:
+    # Each delivery is lost half the time and sent at most twice: reserve.done never reaches
+    # charge a quarter of the time. Such an instance must still end (it used to hang, and the
+    # instances after it in the chunk were never run, reading as committed in 0 ms).
+    saga = Saga(
+        name="pay",
+        coordination="choreography",
+        broker=Broker(loss=0.5, redelivery=Retry(attempts=2, delay_ms=5.0)),
+        steps=(
+            Step(
+                name="reserve",
+                latency=Constant(value_ms=10.0),
+                compensation=Compensation(name="release"),
+            ),
+            Step(name="charge", kind_declared="pivot", latency=Constant(value_ms=10.0)),
+        ),
+    )
+    results = simulate(saga, runs=2_000, seed=3)
+    assert (results.latency_ms >= 10.0).all() and (results.messages >= 1).all()
+    low, high = _interval(results.outcomes["stuck"], results.runs)
+    assert low <= 0.25 <= high
