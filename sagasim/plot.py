@@ -2,10 +2,10 @@
 
 Every function draws into the ``ax`` it is given, or into a new :class:`matplotlib.figure.Figure`
 (7 x 4 in, 150 dpi, constrained layout) made without :mod:`matplotlib.pyplot`, so nothing opens a
-window and any backend works; each returns the Figure, ready for ``fig.savefig("out.png")`` or
-for a notebook to show. Rates are drawn in percent with their 95% Wilson intervals as shaded
-bands, times in ms (or s for long spans), and outcomes always in the same colours:
-committed green, compensated blue, leaked orange, stuck red.
+window and any backend works; each returns the Figure, for ``fig.savefig("out.png")`` or a
+notebook cell's last expression (with ``%matplotlib inline``: Jupyter draws a figure pyplot did
+not make only then). Rates are in percent with 95% Wilson intervals as shaded bands, times in
+ms (or s), outcomes in fixed colours: committed green, compensated blue, leaked orange, stuck red.
 
 Examples
 --------

@@ -85,3 +85,9 @@ def test_notebook_runs_without_errors(path: Path, monkeypatch: pytest.MonkeyPatc
     assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
     executed = [cell.execution_count for cell in book.cells if cell.cell_type == "code"]
     assert None not in executed, f"{path.name}: not every code cell ran"
+    # a cell that ends by showing a figure shows a picture, not the figure's repr
+    showing = [c for c in book.cells if c.cell_type == "code" and c.source.endswith("\nfig")]
+    assert showing, f"{path.name} shows no figure"
+    for cell in showing:
+        kinds = {k for output in cell.outputs for k in output.get("data", {})}
+        assert "image/png" in kinds, f"{path.name}: {cell.source[:60]!r} drew no image"
