@@ -73,6 +73,11 @@ def _assign(data: dict[str, Any], places: Mapping[str, str], target: str, value:
             node[key] = {"dist": "constant", "value": "0ms"} if key == "latency" else {}
         elif last and key == "dist" and path.endswith(".latency.dist"):
             node.clear()  # a new distribution: its parameters follow in later assignments
+        elif last and key == "latency":
+            raise SagaDefinitionError(
+                f"expected a distribution, got one value: set {target}.value={value} for a "
+                f"constant, or {target}.dist=NAME and then its parameters"
+            )
         if last:
             node[key] = value
         node = node[key]

@@ -471,6 +471,11 @@ def test_overrides_reach_undeclared_services_plain_compensations_and_new_distrib
             "services.payments.outages[3].end=2min",
             "expected an index below 1 after services.payments.outages, got [3]",
         ),
+        (
+            "broker.latency=5ms",
+            "expected a distribution, got one value: set broker.latency.value=5ms for a "
+            "constant, or broker.latency.dist=NAME and then its parameters",
+        ),
         ("process_payment.reject={a: 1}", "expected a single value, got a mapping"),
         ("process_payment.reject=[1", "expected a YAML value, got '[1'"),
         (
