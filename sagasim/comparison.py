@@ -271,11 +271,13 @@ def compare(
     workers: int = 1,
     check_states: bool = True,
     max_states: int = DEFAULT_MAX_STATES,
+    trace_limit: int = 0,
     progress: bool = False,
 ) -> Comparison:
     """Check and simulate ``saga`` orchestrated and choreographed, on the same workload and
     seed. ``check_states=False`` skips check; a form whose state space is larger than
-    ``max_states`` is simulated but not checked (its ``check_note`` says so)."""
+    ``max_states`` is simulated but not checked (its ``check_note`` says so). The first
+    ``trace_limit`` instances of each form are traced (``form.results.traces``)."""
     forms = []
     for coordination in FORMS:
         form_saga = replace(saga, coordination=coordination)
@@ -285,7 +287,9 @@ def compare(
                 report = check(form_saga, max_states=max_states)
             except StateSpaceLimitError:
                 note = f"not checked: more than {max_states:,} states"
-        results = simulate(form_saga, runs, seed, workers=workers, progress=progress)
+        results = simulate(
+            form_saga, runs, seed, workers=workers, trace_limit=trace_limit, progress=progress
+        )
         forms.append(Form(coordination, form_saga, results, report, "" if report else note))
     return Comparison(saga.name, runs, seed, forms[0], forms[1])
 

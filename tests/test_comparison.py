@@ -82,6 +82,10 @@ def test_both_forms_run_the_same_workload() -> None:
 
 
 def test_the_model_s_own_coordination_does_not_matter() -> None:
+    traced = compare(PAY, runs=500, seed=2, trace_limit=3)
+    assert [len(f.results.traces) for f in (traced.orchestration, traced.choreography)] == [3, 3]
+    choreographed = traced.choreography.results.traces[0]
+    assert any(" → " in event for _, event in choreographed.timeline)  # messages, traced
     one = compare(PAY, runs=500, seed=2).to_dict()
     other = compare(replace(PAY, coordination="choreography"), runs=500, seed=2).to_dict()
     assert one == other
