@@ -1,7 +1,9 @@
-"""``make demo``: draw every model, then check, analyze and simulate the order saga.
+"""``make demo``: draw every model, then check, analyze and simulate the order saga, and
+compare it orchestrated and choreographed.
 
 Run as ``python -m sagasim.demo OUTDIR``. Diagrams go to ``OUTDIR/<model>.svg`` and ``.png``;
-the three answers for ``models/order_fulfillment.yaml`` are printed side by side.
+the three answers for ``models/order_fulfillment.yaml`` are printed one after the other, then
+``models/order_fulfillment_choreography.yaml`` beside its orchestrated form.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     results = simulate(saga, runs=20_000, seed=1)
     print(results.to_text())
+    print()
+    from .comparison import compare
+
+    choreographed = io.load(models / "order_fulfillment_choreography.yaml")
+    print(compare(choreographed, runs=20_000, seed=1).to_text())
     return 0
 
 

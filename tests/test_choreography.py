@@ -62,7 +62,7 @@ def test_each_service_machine_is_a_library_class_read_back() -> None:
 
 @pytest.mark.parametrize("path", sorted(MODELS.glob("**/*.yaml")), ids=lambda p: p.stem)
 def test_a_perfect_broker_reaches_the_orchestrated_end_states(path: Path) -> None:
-    saga = io.load(path)
+    saga = replace(io.load(path), coordination="orchestration", broker=Broker())
     choreographed = explore_choreography(replace(saga, coordination="choreography"))
     assert set(choreographed.ends.values()) == set(explore(saga).ends.values())
 

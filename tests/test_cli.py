@@ -38,8 +38,9 @@ def run(*args: str) -> tuple[int, str, str]:
 
 def _golden(name: str, text: str) -> None:
     path = GOLDEN / name
-    if UPDATE or not path.exists():
+    if UPDATE:
         path.write_text(text)
+    assert path.exists(), f"no golden {path.name}: SAGASIM_UPDATE_GOLDEN=1 writes it (review it)"
     assert text == path.read_text(), f"output differs from {path}"
 
 
