@@ -1,12 +1,12 @@
 """Invariants checked on every simulation the test suite runs.
 
-An autouse fixture wraps the two places a simulation's results come from: ``merge`` as
-:func:`sagasim.sim.simulate` calls it (every ``simulate``, ``sweep`` and ``report`` run in this
-process, whatever the executor), and ``_Chunk.run`` (every chunk run here, and
-:func:`sagasim.sim.simulate_instance`). On each result it asserts that outcome counts sum to the
-runs, that every instance ended exactly once in one end state, that no duration is negative,
-and, on traced instances, that the latency is where the last attempt ended, after every attempt
-(so at least the attempts' service time when they do not overlap).
+An autouse fixture wraps the places a simulation's results come from: ``merge`` as
+:func:`sagasim.sim.simulate` calls it (every ``simulate``, ``sweep``, ``compare`` and ``report``
+run in this process, whatever the executor), and the ``run`` of both simulators' chunks (every
+chunk run here, and :func:`sagasim.sim.simulate_instance`). On each result it asserts that
+outcome counts sum to the runs, that every instance ended exactly once in one end state, that no
+duration is negative, and, on traced instances, that the latency is where the last attempt
+ended, after every attempt (so at least the attempts' service time when they do not overlap).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sagasim import sim
+from sagasim import choreography_sim, sim
 from sagasim.machine import OUTCOMES
 from sagasim.participants import ANOMALIES
 from sagasim.results import InstanceTrace, Results
@@ -32,6 +32,7 @@ def check_invariants(results: Results) -> None:
     """Assert what holds for any :class:`Results`, whatever the saga."""
     n = results.runs
     columns = ("outcome", "latency_ms", "anomaly_flags", "retries", "compensations", "window_ms")
+    columns += ("messages",)
     for name in (*columns, "start_ms"):
         assert len(getattr(results, name)) == n, name
     assert sum(results.outcomes.values()) == n
@@ -40,7 +41,7 @@ def check_invariants(results: Results) -> None:
     latency = results.latency_ms
     assert not np.any(np.isnan(latency)) and np.all(latency >= 0), "negative or NaN latency"
     assert np.all(results.start_ms >= 0) and np.all(results.retries >= 0)
-    assert np.all(results.compensations >= 0)
+    assert np.all(results.compensations >= 0) and np.all(results.messages >= 0)
     has_window = ~np.isnan(results.window_ms)
     window = results.window_ms[has_window].astype(np.float64)
     within = latency[has_window] * (1 + 1e-6) + SLACK_MS  # window_ms is float32
@@ -111,4 +112,5 @@ def simulation_invariants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(sim._Chunk, "run", run)
     monkeypatch.setattr(sim._Chunk, "_finish", finished)
     monkeypatch.setattr(sim, "merge", _checked(sim.merge))
+    monkeypatch.setattr(choreography_sim.Chunk, "run", _checked(choreography_sim.Chunk.run))
     yield
