@@ -355,6 +355,17 @@ def _build_parser() -> argparse.ArgumentParser:
             help="stop exploring past N states (default 1,000,000)",
         )
 
+    def sampling(sub: argparse.ArgumentParser, runs: str) -> None:
+        sub.add_argument("--runs", type=int, default=10_000, metavar="N", help=runs)
+        sub.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+        sub.add_argument(
+            "--workers",
+            type=_positive,
+            default=1,
+            metavar="W",
+            help="worker processes (1); results do not depend on it",
+        )
+
     command("validate", _validate, "check a model file against the format; exit 2 if invalid")
 
     draw = command("draw", _draw, "draw a saga diagram (format from the suffix)")
@@ -395,15 +406,7 @@ def _build_parser() -> argparse.ArgumentParser:
     overrides(ana)
 
     sim = command("simulate", _simulate, "SimPy failure-injection runs")
-    sim.add_argument("--runs", type=int, default=10_000, metavar="N", help="instances (10,000)")
-    sim.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    sim.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        metavar="W",
-        help="worker processes (1); results do not depend on it",
-    )
+    sampling(sim, "instances (10,000)")
     sim.add_argument("--json", action="store_true", help="print JSON")
     sim.add_argument(
         "--trace",
@@ -425,17 +428,7 @@ def _build_parser() -> argparse.ArgumentParser:
         _compare,
         "orchestrated vs choreographed: check and simulate both forms on the same workload",
     )
-    cmp.add_argument(
-        "--runs", type=int, default=10_000, metavar="N", help="instances of each form (10,000)"
-    )
-    cmp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    cmp.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        metavar="W",
-        help="worker processes (1); results do not depend on it",
-    )
+    sampling(cmp, "instances of each form (10,000)")
     cmp.add_argument("--no-check", action="store_true", help="simulate only, skip check")
     cmp.add_argument(
         "--max-states",
@@ -456,17 +449,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH=START:STOP:COUNT",
         help="a parameter to sweep, e.g. process_payment.reject=0:0.2:5 (one or two)",
     )
-    swp.add_argument(
-        "--runs", type=int, default=10_000, metavar="N", help="instances per point (10,000)"
-    )
-    swp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
-    swp.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        metavar="W",
-        help="worker processes (1); results do not depend on it",
-    )
+    sampling(swp, "instances per point (10,000)")
     swp.add_argument("--plot", metavar="FILE", help="write a plot (.png .svg .pdf)")
     swp.add_argument("--csv", metavar="FILE", help="write the table as CSV")
     swp.add_argument("--json", action="store_true", help="print JSON")
