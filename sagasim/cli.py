@@ -346,14 +346,11 @@ def _build_parser() -> argparse.ArgumentParser:
             help="override a number of the model, e.g. process_payment.reject=0.1 (repeatable)",
         )
 
-    def max_states(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--max-states",
-            type=_positive,
-            default=1_000_000,
-            metavar="N",
-            help="stop exploring past N states (default 1,000,000)",
-        )
+    def max_states(
+        sub: argparse.ArgumentParser, default: int = 1_000_000, past: str = "stop exploring"
+    ) -> None:
+        text = f"{past} past N states (default {default:,})"
+        sub.add_argument("--max-states", type=_positive, default=default, metavar="N", help=text)
 
     def sampling(sub: argparse.ArgumentParser, runs: str) -> None:
         sub.add_argument("--runs", type=int, default=10_000, metavar="N", help=runs)
@@ -430,13 +427,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sampling(cmp, "instances of each form (10,000)")
     cmp.add_argument("--no-check", action="store_true", help="simulate only, skip check")
-    cmp.add_argument(
-        "--max-states",
-        type=_positive,
-        default=100_000,
-        metavar="N",
-        help="leave a form unchecked past N states (default 100,000)",
-    )
+    max_states(cmp, 100_000, "leave a form unchecked")
     cmp.add_argument("--json", action="store_true", help="print JSON")
     cmp.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides(cmp)
