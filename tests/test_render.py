@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import networkx as nx
@@ -315,11 +316,12 @@ def test_every_model_draws_every_action(path: Path) -> None:
     from sagasim.io import load
 
     saga = load(path)
-    texts = svg_texts(repr_svg(saga))
+    texts = svg_texts(repr_svg(saga))  # a choreography's own drawing: its collaboration
     machine = compile_saga(saga)
     running = {a for info in machine.states.values() for a in info.running}
     for name in action_names(saga):
         assert (name in texts) == (name in running)
+    saga = replace(saga, coordination="orchestration")  # the saga view, in either coordination
     lines = to_mermaid(extract(saga)).splitlines()
     declared = [m.group(1) for line in lines if (m := NODE.match(line))]
     assert sorted(declared) == sorted({*running, *machine.terminals.values(), "__start__"})

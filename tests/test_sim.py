@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from scipy import stats
 
 from sagasim import io
+from sagasim.choreography_check import explore_choreography
 from sagasim.exceptions import SagaSimError
 from sagasim.explore import explore
 from sagasim.latency import Constant, Exponential, LogNormal
@@ -131,7 +132,7 @@ def test_drivers_agree_and_outcomes_are_reachable_on_random_sagas(saga: Saga) ->
         assert simulate_instance(saga, seed) == simulate_instance(saga, seed, driver="library")
     results = simulate(saga, runs=300, seed=1)
     assert sum(results.outcomes.values()) == 300
-    space = explore(saga)
+    space = explore_choreography(saga) if saga.coordination == "choreography" else explore(saga)
     seen = {name for name, n in results.outcomes.items() if n}
     assert seen <= space.outcomes_reachable()
     assert {name for name, n in results.anomalies.items() if n} <= space.anomalies_reachable()
@@ -150,7 +151,7 @@ def test_every_simulated_outcome_and_anomaly_is_reachable(path: Path) -> None:
     saga = replace(io.load(path), services=(), arrivals=None)
     results = simulate(saga, runs=4_000, seed=11)
     assert sum(results.outcomes.values()) == results.runs == 4_000
-    space = explore(saga)
+    space = explore_choreography(saga) if saga.coordination == "choreography" else explore(saga)
     seen = {name for name, n in results.outcomes.items() if n}
     assert seen and seen <= space.outcomes_reachable()
     assert {name for name, n in results.anomalies.items() if n} <= space.anomalies_reachable()
