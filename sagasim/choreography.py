@@ -11,8 +11,8 @@ a *role*, a small state machine::
 A service's python-statemachine class is the explicit product of the roles it performs (most
 services perform one). The events on the broker are ``STEP.done`` and ``STEP.failed`` when a
 step ends, ``STEP.skipped`` when it is halted before it starts, ``COMPENSATION.done`` and
-``COMPENSATION.failed`` when an undo ends. Who listens to
-what follows from the saga's shape (:func:`roles`):
+``COMPENSATION.failed`` when an undo ends. Who listens to what follows from the saga's shape
+(:func:`roles`):
 
 * **forward**: a step starts once the ``done`` of every step before it has arrived (the steps
   of a parallel group all wait for the entry before the group; the entry after a group joins
@@ -159,10 +159,11 @@ def roles(saga: Saga) -> tuple[Role, ...]:
             after = [y for y in steps if undoes(y) and later(name, y)]
             nearest = [y for y in after if not any(later(z, y) for z in after)]
             waits = tuple((y, _compensation_name(steps[y])) for y in nearest)
+            halted = {y for y, _ in waits if any(concurrent(y, w) for w in steps)}
             clears = tuple(
                 frozenset({f"{c}.done", f"{y}.failed"})
-                | {f"{y}.skipped" for w in steps if concurrent(y, w)}  # y can be halted
-                | (failures & {f"{z}.failed" for z in failing if later(z, y)})
+                | ({f"{y}.skipped"} if y in halted else set())
+                | (failures & {f"{z}.failed" for z in failing if later(z, y)})  # y never starts
                 for y, c in waits
             )
         compensation = steps[name].compensation
