@@ -29,11 +29,12 @@ COMMANDS: dict[str, list[str]] = {
     "analyze": ["--no-sensitivity"],
     "simulate": ["--runs", "200", "--quiet"],
     "sweep": ["--vary", "process_payment.reject=0:0.1:2", "--runs", "200"],
+    "compare": ["--runs", "200", "--quiet"],
     "report": ["-o", "OUT.html", "--runs", "200"],
     "import": [],
     "export": [],
 }
-WITH_SET = ["draw", "check", "analyze", "simulate", "sweep", "report"]
+WITH_SET = ["draw", "check", "analyze", "simulate", "sweep", "compare", "report"]
 #: Where each command writes a file, and the suffix it expects there.
 OUTPUTS = {
     "draw": ("-o", ".svg"),
