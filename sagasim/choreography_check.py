@@ -116,23 +116,15 @@ class _Successors:
                         (move.local, self.send(flight, move.published)),
                     )
                 )
-        for action in self.people.pending(local.ledger):
-            keeps = (False, True) if self.people.saturated(local.ledger, action) else (False,)
-            for keep in keeps:
+        for action, kind, keep in self.people.late_landings(local.ledger):
+            if kind == "late_fail":
+                landed = chor.land(local, action, ok=False)
+            else:
                 ledger = self.people.land_late(
                     local.ledger, action, chor.running(local), still_saturated=keep
                 )
-                out.append(
-                    (
-                        f"{action}.late_ok",
-                        action,
-                        "late_ok",
-                        (local._replace(ledger=ledger), flight),
-                    )
-                )
-            if action in self.people.may_be_lost:
-                landed = chor.land(local, action, ok=False)
-                out.append((f"{action}.late_fail", action, "late_fail", (landed, flight)))
+                landed = local._replace(ledger=ledger)
+            out.append((f"{action}.{kind}", action, kind, (landed, flight)))
         heads: set[str] = set()
         for j, message in enumerate(flight):
             event, step, copy = message

@@ -374,23 +374,17 @@ class _Memo:
         people = self.people
         if people is not None:
             value = self.ledgers[ledger]
-            for action in people.pending(value):
-                # A saturated count ("cap or more") may stay saturated after one resolves.
-                for keep in (False, True) if people.saturated(value, action) else (False,):
-                    late.append(
-                        (
-                            action,
-                            "late_ok",
-                            f"{action}.late_ok",
-                            self.ledger(
-                                people.land_late(value, action, (action,), still_saturated=keep)
-                            ),
-                            self.ledger(people.land_late(value, action, (), still_saturated=keep)),
-                        )
-                    )
-                if action in people.may_be_lost:  # staying saturated leaves the ledger as it is
+            for action, kind, keep in people.late_landings(value):
+                if kind == "late_fail":
                     lost = self.ledger(people.lost(value, action))
-                    late.append((action, "late_fail", f"{action}.late_fail", lost, lost))
+                    late.append((action, kind, f"{action}.{kind}", lost, lost))
+                    continue
+                # its step still running, or not: the ledger knows no machine state
+                running = people.land_late(value, action, (action,), still_saturated=keep)
+                idle = people.land_late(value, action, (), still_saturated=keep)
+                late.append(
+                    (action, kind, f"{action}.{kind}", self.ledger(running), self.ledger(idle))
+                )
         self.late_moves[ledger] = result = tuple(late)
         return result
 

@@ -33,7 +33,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .model import Saga
 
@@ -113,6 +113,17 @@ class Participants:
     def saturated(self, ledger: Ledger, action: str) -> bool:
         """Whether the pending count of ``action`` stands for "``cap`` or more" attempts."""
         return self.cap is not None and ledger[self.pending_index[action]] >= self.cap
+
+    def late_landings(self, ledger: Ledger) -> Iterator[tuple[str, str, bool]]:
+        """What can happen next to the timed-out attempts pending in ``ledger``, as the checker
+        explores it: ``(action, "late_ok", still_saturated)`` for each way one lands (a
+        saturated count may stay saturated), ``(action, "late_fail", False)`` where one may be
+        lost instead (staying saturated then leaves the ledger as it is)."""
+        for action in self.pending(ledger):
+            for keep in (False, True) if self.saturated(ledger, action) else (False,):
+                yield action, "late_ok", keep
+            if action in self.may_be_lost:
+                yield action, "late_fail", False
 
     def land_late(
         self, ledger: Ledger, action: str, running: Iterable[str], *, still_saturated: bool = False
