@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sagasim import sim
-from sagasim.analysis import analyze
+from sagasim.analysis import Analysis, analyze
 from sagasim.check import check
 from sagasim.choreography_check import explore_choreography
 from sagasim.exceptions import StateSpaceLimitError
@@ -71,16 +71,17 @@ def test_simulated_rates_lie_in_999_intervals_around_exact_values(saga: Saga) ->
     result = analyze(saga, sensitivity=False)
     if not result.exact:
         return  # a race whose order matters: analyze says its numbers are approximate (19 of 80)
-    results = simulate(saga, runs=3_000, seed=12)
-    for name, p in result.outcomes.items():
+    assert_around_exact_values(simulate(saga, runs=3_000, seed=12), result)
+
+
+def assert_around_exact_values(results: Results, exact: Analysis) -> None:
+    """Every end state, the compensation and every anomaly analyze gives a probability for lie
+    in the 99.9 % Wilson interval of the simulated rate."""
+    probabilities = {**exact.outcomes, "compensation": exact.compensation_probability}
+    probabilities |= {name: p for name, p in exact.anomalies.items() if p is not None}
+    for name, p in probabilities.items():
         rate = results.rate(name, confidence=0.999)
         assert rate.low <= p <= rate.high, (name, p, rate)
-    rate = results.rate("compensation", confidence=0.999)
-    assert rate.low <= result.compensation_probability <= rate.high, rate
-    for name, p in result.anomalies.items():
-        if p is not None:
-            rate = results.rate(name, confidence=0.999)
-            assert rate.low <= p <= rate.high, (name, p, rate)
 
 
 # --- the invariant checker of conftest.py is live -----------------------------------------------
@@ -166,7 +167,4 @@ def test_choreographed_rates_over_a_perfect_broker_lie_around_exact_values(saga:
     result = analyze(saga, sensitivity=False)
     if not result.exact:
         return
-    results = simulate(choreographed(saga), runs=3_000, seed=13)
-    for name, p in (*result.outcomes.items(), ("compensation", result.compensation_probability)):
-        rate = results.rate(name, confidence=0.999)
-        assert rate.low <= p <= rate.high, (name, p, rate)
+    assert_around_exact_values(simulate(choreographed(saga), runs=3_000, seed=13), result)
