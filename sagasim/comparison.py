@@ -127,7 +127,7 @@ class Comparison:
         and ``"compensations_per_instance"``."""
         a, b = self.orchestration.results, self.choreography.results
         if what in RATES:
-            k, n, m, r = _count(a, what), a.runs, _count(b, what), b.runs
+            k, n, m, r = a.count(what), a.runs, b.count(what), b.runs
             p = float(stats.fisher_exact([[k, n - k], [m, r - m]]).pvalue)
             return Difference(k / n, m / r, m / r - k / n, p)
         if what not in MEANS:
@@ -292,14 +292,6 @@ def compare(
         )
         forms.append(Form(coordination, form_saga, results, report, "" if report else note))
     return Comparison(saga.name, runs, seed, forms[0], forms[1])
-
-
-def _count(results: Results, what: str) -> int:
-    if what in OUTCOMES:
-        return results.outcomes[what]
-    if what == COMPENSATION:
-        return int(results.compensated.sum())
-    return results.anomalies[what]
 
 
 def _listed(names: tuple[str, ...] | None) -> str:

@@ -248,7 +248,11 @@ class Results:
         >>> r.rate("committed", confidence=0.99)
         Rate(value=0.5, low=0.43613..., high=0.56386...)
         """
-        return _wilson(int(self._indicator(outcome).sum()), self.runs, confidence)
+        return _wilson(self.count(outcome), self.runs, confidence)
+
+    def count(self, what: str) -> int:
+        """Instances with ``what``: an end state, ``"compensation"`` or an anomaly."""
+        return int(self._indicator(what).sum())
 
     @property
     def compensation_rate(self) -> Rate:
