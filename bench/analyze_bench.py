@@ -24,9 +24,8 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
 from sagasim.analysis import analyze
-from sagasim.explore import explore
-from sagasim.latency import Exponential
-from sagasim.model import Compensation, Retry, Saga, Step
+from sagasim.model import Compensation, Exponential, Retry, Saga, Step
+from sagasim.verify import explore
 
 STEPS = 50
 PIVOT = 40

@@ -1,4 +1,4 @@
-"""How fast ``check`` explores: states per second of :func:`sagasim.explore.explore`.
+"""How fast ``check`` explores: states per second of :func:`sagasim.verify.explore`.
 
 Generated sagas: one parallel group of 1 to 5 branches of 5 steps, every step and every
 compensation failing with probability 0.1 and retried 0, 1 or 2 times. Each exploration stops
@@ -25,9 +25,9 @@ import time
 import networkx as nx
 
 from sagasim.exceptions import StateSpaceLimitError
-from sagasim.explore import explore
 from sagasim.machine import compile_saga
 from sagasim.model import Compensation, Parallel, Retry, Saga, Step
+from sagasim.verify import explore
 
 MAX_STATES = 400_000
 STEPS_PER_BRANCH = 5

@@ -26,8 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sagasim import io
-from sagasim.latency import Exponential
-from sagasim.model import Broker, Saga
+from sagasim.model import Broker, Exponential, Saga
 from sagasim.sim import simulate
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

@@ -37,20 +37,23 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sagasim.latency import Constant, Exponential, LogNormal, Uniform
 from sagasim.model import (
     Action,
     Arrivals,
     Compensation,
+    Constant,
+    Exponential,
+    LogNormal,
     Outage,
     Parallel,
     Retry,
     Saga,
     Service,
     Step,
+    Uniform,
 )
-from sagasim.results import COLUMNS
 from sagasim.sim import simulate
+from sagasim.sim.results import COLUMNS
 
 #: A SimPy process body that returns a value (``yield from`` gives it to the caller).
 Process = Generator[simpy.Event, Any, Any]

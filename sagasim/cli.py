@@ -66,12 +66,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _draw(args: argparse.Namespace) -> int:
-    from . import render
+    from . import viz as render
 
     saga = _load(args)
     out = _output_path(args.output, args.model)
     if args.view == "states":
-        from .explore import explore
+        from .verify import explore
 
         space = explore(saga, max_states=args.max_states)
         graph = render.states_diagram(space.to_networkx())
@@ -92,7 +92,7 @@ def _view(text: str) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .check import VIOLATION_KINDS, check
+    from .verify import VIOLATION_KINDS, check
 
     fail_on = _fail_on(args.fail_on, VIOLATION_KINDS)
     report = check(_load(args), fail_on=fail_on, max_states=args.max_states)
@@ -133,7 +133,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .comparison import compare
+    from .experiments import compare
 
     saga = _load(args)
     _check_runs(args.runs)
@@ -152,7 +152,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .sweep import parse_vary, sweep
+    from .experiments import parse_vary, sweep
 
     saga = _load(args)
     _check_runs(args.runs)
@@ -182,7 +182,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import report
+    from .viz.report import report
 
     saga = _load(args)
     _check_runs(args.runs)
@@ -195,7 +195,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .importers import detect_format, to_yaml_with_comments
+    from .interop import detect_format, to_yaml_with_comments
 
     saga = _load(args)
     label = {"asl": "AWS Step Functions", "seata": "Seata"}.get(
@@ -224,7 +224,7 @@ def _detected(model: str, detect: Any) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from .exceptions import SagaDefinitionError
-    from .importers import to_asl
+    from .interop import to_asl
 
     saga = _load(args)
     try:
@@ -244,8 +244,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> Saga:
-    from . import overrides
-    from .importers import load_any
+    from .interop import load_any
+    from .io import apply_overrides
 
     path = Path(args.model)
     if not path.exists():
@@ -254,7 +254,7 @@ def _load(args: argparse.Namespace) -> Saga:
         raise UsageError(f"{path}: is a directory, expected a model file")
     saga = load_any(path, getattr(args, "format", None))
     if getattr(args, "set", None):
-        saga = overrides.apply_overrides(saga, args.set)
+        saga = apply_overrides(saga, args.set)
     return saga
 
 

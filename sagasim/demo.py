@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import io
-from .check import check
+from .verify import check
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args[0] if args else "out")
     out.mkdir(parents=True, exist_ok=True)
     models = Path("models")
-    from .render import draw
+    from .viz import draw
 
     for path in sorted(models.rglob("*.yaml")):
         saga = io.load(path)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     results = simulate(saga, runs=20_000, seed=1)
     print(results.to_text())
     print()
-    from .comparison import compare
+    from .experiments import compare
 
     choreographed = io.load(models / "order_fulfillment_choreography.yaml")
     print(compare(choreographed, runs=20_000, seed=1).to_text())

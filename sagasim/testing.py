@@ -6,7 +6,7 @@ business, not the orchestrator's, so they are skipped) and returns the state it 
 
 Examples
 --------
->>> from sagasim.model import Saga, Step, Compensation
+>>> from sagasim.model import Compensation, Saga, Step
 >>> saga = Saga(name="t", steps=(
 ...     Step(name="a", compensation=Compensation(name="undo_a")),
 ...     Step(name="b", reject=0.5),

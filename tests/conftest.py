@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sagasim import choreography_sim, sim
-from sagasim.machine import OUTCOMES
-from sagasim.participants import ANOMALIES
-from sagasim.results import InstanceTrace, Results
+from sagasim.machine import ANOMALIES, OUTCOMES
+from sagasim.sim import Results, choreography, orchestration, run
+from sagasim.sim.traces import InstanceTrace
 
 #: Float32 windows and float64 latencies: how far they may disagree.
 SLACK_MS = 1e-3
@@ -94,10 +93,10 @@ def _checked(function: Callable[..., Results]) -> Callable[..., Results]:
 @pytest.fixture(autouse=True)
 def simulation_invariants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every simulation run by a test is checked against :func:`check_invariants`."""
-    chunk_run = sim._Chunk.run
-    finish = sim._Chunk._finish
+    chunk_run = orchestration.Chunk.run
+    finish = orchestration.Chunk._finish
 
-    def run(self: Any, seed: int) -> Results:
+    def run_checked(self: Any, seed: int) -> Results:
         self.finished = []
         results = chunk_run(self, seed)
         slots = sorted(self.finished)
@@ -109,8 +108,8 @@ def simulation_invariants(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         self.finished.append(inst.slot)
         finish(self, inst, outcome, now)
 
-    monkeypatch.setattr(sim._Chunk, "run", run)
-    monkeypatch.setattr(sim._Chunk, "_finish", finished)
-    monkeypatch.setattr(sim, "merge", _checked(sim.merge))
-    monkeypatch.setattr(choreography_sim.Chunk, "run", _checked(choreography_sim.Chunk.run))
+    monkeypatch.setattr(orchestration.Chunk, "run", run_checked)
+    monkeypatch.setattr(orchestration.Chunk, "_finish", finished)
+    monkeypatch.setattr(run, "merge", _checked(run.merge))
+    monkeypatch.setattr(choreography.Chunk, "run", _checked(choreography.Chunk.run))
     yield

@@ -7,8 +7,7 @@ from dataclasses import replace
 
 from hypothesis import strategies as st
 
-from sagasim.latency import Constant, Exponential
-from sagasim.model import Compensation, Parallel, Retry, Saga, Step
+from sagasim.model import Compensation, Constant, Exponential, Parallel, Retry, Saga, Step
 
 PROBABILITIES = st.sampled_from([0.0, 0.0, 0.1, 0.3])
 ATTEMPTS = st.sampled_from([1, 2, 3, None])

@@ -14,9 +14,19 @@ from hypothesis import strategies as st
 
 from sagasim.analysis import analyze
 from sagasim.exceptions import SagaSimError
-from sagasim.explore import explore
-from sagasim.latency import Constant, Exponential, Latency
-from sagasim.model import Action, Arrivals, Compensation, Parallel, Retry, Saga, Step
+from sagasim.model import (
+    Action,
+    Arrivals,
+    Compensation,
+    Constant,
+    Exponential,
+    Latency,
+    Parallel,
+    Retry,
+    Saga,
+    Step,
+)
+from sagasim.verify import explore
 
 from .strategies import sagas
 

@@ -8,10 +8,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from sagasim.check import check, lint
-from sagasim.latency import Exponential
-from sagasim.model import Compensation, Retry, Saga, Step
+from sagasim.model import Compensation, Exponential, Retry, Saga, Step
 from sagasim.testing import events_of, replay
+from sagasim.verify import check, lint
 
 from .strategies import make_safe, sagas
 

@@ -10,14 +10,11 @@ from scipy import stats
 
 from sagasim import io
 from sagasim.analysis import analyze
-from sagasim.check import check
-from sagasim.choreography import compile_choreography
-from sagasim.choreography_check import explore_choreography
-from sagasim.explore import explore
-from sagasim.latency import Constant, Exponential
-from sagasim.model import Broker, Compensation, Retry, Saga, Step
+from sagasim.experiments import sweep
+from sagasim.machine import compile_choreography
+from sagasim.model import Broker, Compensation, Constant, Exponential, Retry, Saga, Step
 from sagasim.sim import simulate, simulate_instance
-from sagasim.sweep import sweep
+from sagasim.verify import check, explore, explore_choreography
 
 MODELS = Path(__file__).parent.parent / "models"
 ORDER = io.load(MODELS / "order_fulfillment.yaml")

@@ -17,11 +17,9 @@ import pytest
 from scipy import stats
 
 from sagasim import io
-from sagasim.choreography_sim import Chunk
-from sagasim.latency import Constant, Exponential
-from sagasim.model import Arrivals, Broker, Saga, Service, Step
-from sagasim.results import Results
-from sagasim.sim import simulate
+from sagasim.model import Arrivals, Broker, Constant, Exponential, Saga, Service, Step
+from sagasim.sim import Results, simulate
+from sagasim.sim.choreography import Chunk
 
 from .conftest import check_invariants
 

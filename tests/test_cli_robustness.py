@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sagasim import machine
 from sagasim.cli import main
+from sagasim.machine import orchestration as machine
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "models/order_fulfillment.yaml"

@@ -10,9 +10,9 @@ import pytest
 
 from sagasim import io
 from sagasim.cli import main
-from sagasim.comparison import MEANS, RATES, compare
-from sagasim.latency import Constant
-from sagasim.model import Arrivals, Broker, Compensation, Saga, Service, Step
+from sagasim.experiments import compare
+from sagasim.experiments.comparison import MEANS, RATES
+from sagasim.model import Arrivals, Broker, Compensation, Constant, Saga, Service, Step
 
 MODELS = Path(__file__).parent.parent / "models"
 ORDER = io.load(MODELS / "order_fulfillment.yaml")

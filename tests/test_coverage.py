@@ -12,8 +12,7 @@ from __future__ import annotations
 import pytest
 
 from sagasim.analysis import analyze
-from sagasim.latency import Exponential
-from sagasim.model import Compensation, Retry, Saga, Step
+from sagasim.model import Compensation, Exponential, Retry, Saga, Step
 from sagasim.sim import simulate
 
 SAGA = Saga(

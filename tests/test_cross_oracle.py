@@ -17,18 +17,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from sagasim import sim
 from sagasim.analysis import Analysis, analyze
-from sagasim.check import check
-from sagasim.choreography_check import explore_choreography
 from sagasim.exceptions import StateSpaceLimitError
-from sagasim.explore import explore
-from sagasim.latency import Constant, Exponential
-from sagasim.machine import OUTCOMES
-from sagasim.model import Broker, Retry, Saga, Step
-from sagasim.participants import ANOMALIES
-from sagasim.results import Results
-from sagasim.sim import simulate
+from sagasim.machine import ANOMALIES, OUTCOMES
+from sagasim.model import Broker, Constant, Exponential, Retry, Saga, Step
+from sagasim.sim import Results, simulate
+from sagasim.sim import run as sim
+from sagasim.verify import check, explore, explore_choreography
 
 from .conftest import check_invariants
 from .strategies import make_safe, sagas

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sagasim import io
-from sagasim.dsl import (
+from sagasim.exceptions import SagaDefinitionError
+from sagasim.io import format as io
+from sagasim.io.dsl import (
     compensation,
     constant,
     empirical,
@@ -19,9 +20,17 @@ from sagasim.dsl import (
     step,
     uniform,
 )
-from sagasim.exceptions import SagaDefinitionError
-from sagasim.latency import Constant, Empirical, LogNormal, Uniform
-from sagasim.model import Broker, Parallel, Retry, Saga, Step
+from sagasim.model import (
+    Broker,
+    Constant,
+    Empirical,
+    LogNormal,
+    Parallel,
+    Retry,
+    Saga,
+    Step,
+    Uniform,
+)
 
 from .bad_inputs import GOOD_MODEL
 

@@ -11,9 +11,8 @@ import networkx as nx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from sagasim.explore import StateSpace, explore
-from sagasim.latency import Exponential
-from sagasim.model import Compensation, Parallel, Retry, Saga, Step
+from sagasim.model import Compensation, Exponential, Parallel, Retry, Saga, Step
+from sagasim.verify import StateSpace, explore
 
 from .strategies import sagas
 

@@ -33,10 +33,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sagasim import io
-from sagasim._yaml import MAX_ALIASES, MAX_BYTES
 from sagasim.cli import main
 from sagasim.exceptions import SagaDefinitionError
+from sagasim.io import format as io
+from sagasim.io.yaml import MAX_ALIASES, MAX_BYTES
 from sagasim.model import Saga
 
 from .bad_inputs import BOMB, GOOD_MODEL

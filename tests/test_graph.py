@@ -10,10 +10,9 @@ import networkx as nx
 import pytest
 from hypothesis import given, settings
 
-from sagasim.graph import step_graph, structure_graph, to_node_link
-from sagasim.latency import Constant, LogNormal
 from sagasim.machine import compile_saga
-from sagasim.model import Compensation, Parallel, Retry, Saga, Step
+from sagasim.model import Compensation, Constant, LogNormal, Parallel, Retry, Saga, Step
+from sagasim.viz.graph import step_graph, structure_graph, to_node_link
 
 from .strategies import sagas
 

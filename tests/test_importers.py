@@ -15,10 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from sagasim import io
-from sagasim.check import check
 from sagasim.exceptions import SagaDefinitionError, UsageError
-from sagasim.explore import explore
-from sagasim.importers import (
+from sagasim.interop import (
     detect_format,
     from_asl,
     from_seata,
@@ -27,8 +25,8 @@ from sagasim.importers import (
     to_asl,
     to_yaml_with_comments,
 )
-from sagasim.latency import Constant
-from sagasim.model import Broker, Compensation, Parallel, Retry, Saga, Step
+from sagasim.model import Broker, Compensation, Constant, Parallel, Retry, Saga, Step
+from sagasim.verify import check, explore
 
 from .strategies import sagas
 

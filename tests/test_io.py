@@ -10,19 +10,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sagasim import io
 from sagasim.exceptions import SagaDefinitionError
-from sagasim.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
+from sagasim.io import apply_overrides
+from sagasim.io import format as io
 from sagasim.model import (
     Action,
     Arrivals,
     Compensation,
+    Constant,
+    Empirical,
+    Exponential,
+    Latency,
+    LogNormal,
+    Normal,
     Outage,
     Parallel,
     Retry,
     Saga,
     Service,
     Step,
+    Uniform,
 )
 
 from .bad_inputs import BAD_INPUTS, GOOD_MODEL, BadInput
@@ -364,7 +371,7 @@ def test_any_saga_survives_the_round_trip_exactly(saga: Saga) -> None:
 
 def test_the_overrides_of_the_brief_land_where_they_should() -> None:
     saga = io.loads(GOOD_MODEL)
-    new = io.apply_overrides(
+    new = apply_overrides(
         saga,
         [
             "process_payment.reject=0.1",
@@ -391,12 +398,12 @@ def test_the_overrides_of_the_brief_land_where_they_should() -> None:
     assert new.service("payments").outages == (Outage(start_ms=60000.0, end_ms=120000.0),)
     for name in ("validate_order", "fraud_check", "hold_loyalty_points"):
         assert new.step(name) == saga.step(name)
-    assert io.apply_overrides(saga, []) is saga
+    assert apply_overrides(saga, []) is saga
 
 
 def test_overrides_reach_undeclared_services_plain_compensations_and_new_distributions() -> None:
     saga = io.loads("saga: s\nsteps:\n  - {name: pay, service: payments, compensation: refund}\n")
-    new = io.apply_overrides(
+    new = apply_overrides(
         saga,
         [
             "services.payments.capacity=5",
@@ -487,7 +494,7 @@ def test_overrides_reach_undeclared_services_plain_compensations_and_new_distrib
 )
 def test_a_bad_override_is_one_line_naming_the_assignment(assignment: str, message: str) -> None:
     with pytest.raises(SagaDefinitionError) as caught:
-        io.apply_overrides(io.loads(GOOD_MODEL), ["arrivals.rate=20/s", assignment])
+        apply_overrides(io.loads(GOOD_MODEL), ["arrivals.rate=20/s", assignment])
     assert str(caught.value) == f"--set {assignment}: {message}"
     assert caught.value.file is None and caught.value.path == f"--set {assignment}"
 

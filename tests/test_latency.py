@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sagasim.latency import Constant, Empirical, Exponential, LogNormal, Normal, Uniform
+from sagasim.model import Constant, Empirical, Exponential, LogNormal, Normal, Uniform
 
 DISTRIBUTIONS = [
     Constant(value_ms=5.0),

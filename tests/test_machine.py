@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from sagasim.machine import RETRY_GUARD, Machine, compile_saga
+from sagasim.machine import Machine, compile_saga
+from sagasim.machine.orchestration import RETRY_GUARD
 from sagasim.model import Compensation, Parallel, Retry, Saga, Step
 
 from .strategies import sagas

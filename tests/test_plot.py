@@ -18,11 +18,11 @@ from scipy import stats
 
 from sagasim import io, plot
 from sagasim.exceptions import UsageError
+from sagasim.experiments import SweepResult, sweep
 from sagasim.machine import OUTCOMES
 from sagasim.model import Saga
-from sagasim.results import Results
-from sagasim.sim import simulate
-from sagasim.sweep import SweepResult, sweep
+from sagasim.plot.style import SPAN_COLORS
+from sagasim.sim import Results, simulate
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 RUNS = 2_000
@@ -258,7 +258,7 @@ def test_timeline_draws_every_attempt_of_the_chosen_instances(traced: Results, o
     bars = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bars) == sum(len(t.spans) for t in chosen)
     compensations = sum(s.compensation for t in chosen for s in t.spans)
-    purple = to_rgb(plot.SPAN_COLORS["compensation"])
+    purple = to_rgb(SPAN_COLORS["compensation"])
     assert sum(np.allclose(b.get_facecolor()[0][:3], purple) for b in bars) == compensations
     assert ax.get_xlabel() == "time since the instance started (ms)"
     assert legend_texts(ax) == [

@@ -14,15 +14,8 @@ import pytest
 from sagasim.exceptions import UsageError
 from sagasim.machine import compile_saga
 from sagasim.model import Compensation, Saga, Step
-from sagasim.render import (
-    diagram,
-    draw,
-    extract,
-    repr_svg,
-    states_diagram,
-    to_mermaid,
-    write,
-)
+from sagasim.viz import diagram, draw, repr_svg, states_diagram, write
+from sagasim.viz.render import extract, to_mermaid
 
 from .test_graph import MODELS, PARALLEL, SEQUENTIAL
 

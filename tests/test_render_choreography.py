@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from sagasim import io
-from sagasim.choreography import compile_choreography
 from sagasim.cli import main
 from sagasim.exceptions import UsageError
+from sagasim.machine import compile_choreography
 from sagasim.model import Saga
-from sagasim.render import START, extract, to_mermaid
-from sagasim.render_choreography import (
-    collaboration_diagram,
-    extract_choreography,
-    service_diagram,
-)
+from sagasim.viz.choreography import collaboration_diagram, extract_choreography, service_diagram
+from sagasim.viz.render import START, extract, to_mermaid
 
 MODEL = Path("models/order_fulfillment.yaml")
 SERVICES = ["orders", "recommender", "inventory", "risk", "loyalty", "payments", "shipping"]

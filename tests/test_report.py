@@ -1,4 +1,4 @@
-"""sagasim.report writes one self-contained HTML page per saga."""
+"""sagasim.viz.report writes one self-contained HTML page per saga."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sagasim.io import load
-from sagasim.report import report
+from sagasim.viz.report import report
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = "data:image/png;base64,"

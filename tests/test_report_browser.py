@@ -22,7 +22,7 @@ import pytest
 from matplotlib import image
 
 from sagasim.io import load
-from sagasim.report import report
+from sagasim.viz.report import report
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,10 @@ import pytest
 from scipy import stats
 
 from sagasim import io
-from sagasim.latency import Constant
-from sagasim.model import Arrivals, Compensation, Retry, Saga, Step
-from sagasim.participants import ANOMALIES
-from sagasim.results import Results, merge
-from sagasim.sim import simulate
+from sagasim.machine import ANOMALIES
+from sagasim.model import Arrivals, Compensation, Constant, Retry, Saga, Step
+from sagasim.sim import Results, simulate
+from sagasim.sim.results import merge
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

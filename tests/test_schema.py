@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from sagasim import _yaml, io
 from sagasim.exceptions import SagaDefinitionError
+from sagasim.io import format as io
+from sagasim.io import yaml as _yaml
 from sagasim.model import RESERVED_NAMES
 
 from .bad_inputs import BAD_INPUTS, BEYOND_SCHEMA, GOOD_MODEL, BadInput
@@ -36,7 +37,7 @@ def data_of(source: str | bytes, tmp_path: Path) -> Any:
 
 def test_the_schema_is_valid_draft_2020_12_and_ships_in_the_package() -> None:
     Draft202012Validator.check_schema(SCHEMA)
-    assert resources.files("sagasim").joinpath("schema.json").is_file()
+    assert resources.files("sagasim.io").joinpath("schema.json").is_file()
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[path.name for path in MODELS])

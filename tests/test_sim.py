@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from scipy import stats
 
 from sagasim import io
-from sagasim.choreography_check import explore_choreography
 from sagasim.exceptions import SagaSimError
-from sagasim.explore import explore
-from sagasim.latency import Constant, Exponential, LogNormal
 from sagasim.model import (
     Arrivals,
     Compensation,
+    Constant,
+    Exponential,
+    LogNormal,
     Outage,
     Parallel,
     Retry,
@@ -29,8 +29,9 @@ from sagasim.model import (
     Service,
     Step,
 )
-from sagasim.results import COLUMNS
 from sagasim.sim import simulate, simulate_instance
+from sagasim.sim.results import COLUMNS
+from sagasim.verify import explore, explore_choreography
 from tests.strategies import sagas
 
 MODELS = Path(__file__).resolve().parent.parent / "models"

@@ -12,10 +12,10 @@ import pytest
 
 from sagasim import io
 from sagasim.exceptions import SagaDefinitionError, SagaSimError, UsageError
-from sagasim.latency import Uniform
-from sagasim.model import Compensation, Parallel, Saga, Step
+from sagasim.experiments import SweepResult, parse_vary, sweep
+from sagasim.experiments.grid import EXACT_CURVE_POINTS
+from sagasim.model import Compensation, Parallel, Saga, Step, Uniform
 from sagasim.sim import simulate
-from sagasim.sweep import EXACT_CURVE_POINTS, SweepResult, parse_vary, sweep
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 RUNS = 2_000

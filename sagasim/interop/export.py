@@ -1,0 +1,304 @@
+"""A saga written as an AWS Step Functions definition: a Catch-based compensation chain with
+Retry blocks, in the shape :func:`sagasim.interop.asl.from_asl` reads back.
+
+:func:`structural` is what that definition carries, so ``from_asl(to_asl(saga))`` equals
+``structural(saga)`` whenever :func:`to_asl` can write the saga.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from ..exceptions import SagaDefinitionError
+from ..model.latency import Constant
+from ..model.saga import Action, Compensation, Entry, Parallel, Retry, Saga, Step
+from .common import MAX_ATTEMPTS, snake_case
+
+#: What exported ``Task`` states invoke: the Lambda function named after the action.
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+A = TypeVar("A", bound=Action)
+
+
+def pascal_case(name: str) -> str:
+    """The state name :func:`to_asl` gives an action: one that
+    :func:`~sagasim.interop.common.snake_case` turns back into the action's name.
+
+    >>> pascal_case("reserve_flight"), pascal_case("step_2")
+    ('ReserveFlight', 'step_2')
+    """
+    pascal = "".join(word[:1].upper() + word[1:] for word in name.split("_"))
+    return pascal if snake_case(pascal) == name else name
+
+
+def _seconds(ms: float) -> int:
+    """Milliseconds as the whole seconds ASL takes, rounded up, at least 1."""
+    return max(1, math.ceil(Decimal(repr(ms)) / 1000))
+
+
+def _retrier(retry: Retry) -> dict[str, Any]:
+    retries = MAX_ATTEMPTS if retry.attempts is None else min(retry.attempts - 1, MAX_ATTEMPTS)
+    rule: dict[str, Any] = {
+        "ErrorEquals": ["States.ALL"],
+        "MaxAttempts": retries,
+        "IntervalSeconds": _seconds(retry.delay_ms),
+        "BackoffRate": retry.multiplier if retry.backoff == "exponential" else 1.0,
+    }
+    if retry.max_delay_ms is not None:
+        rule["MaxDelaySeconds"] = _seconds(retry.max_delay_ms)
+    if retry.jitter:
+        rule["JitterStrategy"] = "FULL"
+    return rule
+
+
+def _catchers(target: str) -> list[dict[str, Any]]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": target}]
+
+
+def _task(action: Action, *, comment: str, catch: str | None, then: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"Type": "Task"}
+    if comment:
+        state["Comment"] = comment
+    state["Resource"] = LAMBDA_INVOKE
+    state["Parameters"] = {"FunctionName": action.name, "Payload.$": "$"}
+    state["ResultPath"] = f"$.{action.name}"
+    if action.timeout_ms is not None:
+        state["TimeoutSeconds"] = _seconds(action.timeout_ms)
+    if action.retry.attempts != 1:
+        state["Retry"] = [_retrier(action.retry)]
+    if catch is not None:
+        state["Catch"] = _catchers(catch)
+    return state | ({"Next": then} if then is not None else {"End": True})
+
+
+def _comment(step: Step, dropped: bool) -> str:
+    words = []
+    if step.kind_declared == "pivot":
+        words.append("pivot: the go/no-go point, after it the saga only moves forward")
+    if step.kind_declared == "retriable":
+        words.append("retriable: retried until it succeeds")
+    if not step.effects:
+        words.append("read-only: nothing to undo")
+    if dropped and step.compensation is not None:
+        words.append(
+            f"its compensation {step.compensation.name} is left out: no failure leads to it"
+        )
+    return "; ".join(words)
+
+
+class _Writer:
+    def __init__(self, saga: Saga) -> None:
+        self.taken: set[str] = set()
+        self.state = {a.name: self.unique(pascal_case(a.name)) for a in saga.actions()}
+        self.states: dict[str, Any] = {}
+
+    def unique(self, name: str) -> str:
+        taken, count = name, 1
+        while taken in self.taken:
+            count += 1
+            taken = f"{name}{count}"
+        self.taken.add(taken)
+        return taken
+
+    def step(self, step: Step, catch: str | None, then: str | None, keep: bool) -> dict[str, Any]:
+        comment = _comment(step, dropped=not keep)
+        return _task(step, comment=comment, catch=catch, then=then)
+
+    def group(
+        self, group: Parallel, name: str, head: str, *, catch: str | None, then: str, keep: bool
+    ) -> str:
+        """Write a group's Parallel state (and what undoes it); return the new head of the chain.
+
+        ``keep``: a later failure undoes the group, so the compensation of each branch's last
+        step has a place (the others have theirs in the branch's own chain, after the pivot none).
+        """
+        branches: list[dict[str, Any]] = []
+        undo: list[list[tuple[Compensation, str, str]]] = []  # per branch: what, whose, state
+        for b, branch in enumerate(group.branches):
+            states: dict[str, Any] = {}
+            inner: str | None = None  # the head of the branch's own chain
+            undo.append([])
+            for k, step in enumerate(branch):
+                last = k == len(branch) - 1
+                kept = catch is not None and (keep or not last)
+                following = None if last else self.state[branch[k + 1].name]
+                states[self.state[step.name]] = self.step(step, inner, following, kept)
+                comp = step.compensation
+                if comp is None or not kept:
+                    continue
+                plain = self.state[comp.name]
+                undo[b].append(
+                    (comp, step.name, plain if last else self.unique(f"{plain}After{name}"))
+                )
+                if not last:
+                    fail = self.unique(f"{name}Branch{b + 1}Failed") if inner is None else None
+                    if fail is not None:
+                        states[fail] = {"Type": "Fail", "Error": "BranchCompensated"}
+                    comment = f"undoes {step.name}"
+                    states[plain] = _task(comp, comment=comment, catch=None, then=inner or fail)
+                    inner = plain
+            branches.append({"StartAt": self.state[branch[0].name], "States": states})
+        state: dict[str, Any] = {
+            "Type": "Parallel",
+            "Branches": branches,
+            "ResultPath": f"$.{name}",
+        }
+        if catch is not None:
+            state["Catch"] = _catchers(catch)
+        self.states[name] = state | {"Next": then}
+        if not keep or not any(undo):
+            return head
+        undo_name, undo_branches = self.unique(f"Undo{name}"), []
+        for b, chain in enumerate(undo):
+            chain = chain[::-1]
+            states = {}
+            for j, (comp, undoes, state_name) in enumerate(chain):
+                following = chain[j + 1][2] if j + 1 < len(chain) else None
+                comment = f"undoes {undoes}"
+                states[state_name] = _task(comp, comment=comment, catch=None, then=following)
+            if not chain:
+                states[self.unique(f"{undo_name}Branch{b + 1}Nothing")] = {
+                    "Type": "Pass",
+                    "End": True,
+                }
+            undo_branches.append({"StartAt": next(iter(states)), "States": states})
+        self.states[undo_name] = {
+            "Type": "Parallel",
+            "Comment": f"undoes {name}",
+            "Branches": undo_branches,
+            "ResultPath": None,
+            "Next": head,
+        }
+        return undo_name
+
+
+def to_asl(saga: Saga) -> dict[str, Any]:
+    """The saga as a Step Functions definition, in the shape :func:`from_asl` reads.
+
+    Each action is a ``Task`` invoking the Lambda function of its name (``FunctionName``);
+    compensations chain through ``Catch`` and ``Next`` to a ``Fail`` state; retry policies and
+    timeouts become ``Retry`` (on ``States.ALL``: narrow ``ErrorEquals`` so that rejections are
+    not retried) and ``TimeoutSeconds``, in whole seconds rounded up; parallel groups become
+    ``Parallel`` states; kinds go in ``Comment``. A compensation no failure can reach (that of a
+    step after the pivot, or of the last step) has no place in the chain: its step's ``Comment``
+    says it was left out. Latencies, rates, services, ``idempotent`` and ``rejects_late`` have
+    no place in ASL. Choreography and ``compensation_order: parallel`` cannot be written.
+
+    Examples
+    --------
+    >>> from sagasim.io.dsl import saga, step
+    >>> definition = to_asl(saga("s", step("hold", compensation="release"), step("pay")))
+    >>> definition["States"]["Pay"]["Catch"][0]["Next"], definition["States"]["Release"]["Next"]
+    ('Release', 'Compensated')
+    """
+    if saga.coordination != "orchestration":
+        message = "expected orchestration, got choreography (Step Functions is an orchestrator)"
+        raise SagaDefinitionError(message, path="coordination")
+    if saga.compensation_order != "reverse":
+        message = "expected reverse, got parallel (a Catch chain undoes one step after another)"
+        raise SagaDefinitionError(message, path="compensation_order")
+    writer = _Writer(saga)
+    fail, succeed = writer.unique("Compensated"), writer.unique("Committed")
+    pivot = saga.pivot_index
+    last = len(saga.steps) - 1 if pivot is None else pivot
+    names = [
+        writer.state[e.name] if isinstance(e, Step) else writer.unique(f"Parallel{i + 1}")
+        for i, e in enumerate(saga.steps)
+    ]
+    head = fail
+    for index, entry in enumerate(saga.steps):
+        then = names[index + 1] if index + 1 < len(names) else succeed
+        catch = head if index <= last else None
+        keep = index < last
+        if isinstance(entry, Parallel):
+            head = writer.group(entry, names[index], head, catch=catch, then=then, keep=keep)
+            continue
+        writer.states[names[index]] = writer.step(entry, catch, then, keep)
+        comp = entry.compensation
+        if comp is not None and keep:
+            comment = f"undoes {entry.name}"
+            writer.states[writer.state[comp.name]] = _task(
+                comp, comment=comment, catch=None, then=head
+            )
+            head = writer.state[comp.name]
+    writer.states[fail] = {"Type": "Fail", "Error": "SagaCompensated"}
+    writer.states[succeed] = {"Type": "Succeed"}
+    description = {"Comment": saga.description} if saga.description else {}
+    return {**description, "StartAt": names[0], "States": writer.states}
+
+
+def _carried(action: A) -> A:
+    retry = action.retry
+    if retry.attempts == 1:
+        retry = Retry()
+    else:
+        exponential = retry.backoff == "exponential" and retry.multiplier != 1
+        retry = Retry(
+            attempts=None
+            if retry.attempts is None or retry.attempts > MAX_ATTEMPTS
+            else retry.attempts,
+            backoff="exponential" if exponential else "fixed",
+            multiplier=retry.multiplier if exponential else 2.0,
+            delay_ms=1000.0 * _seconds(retry.delay_ms),
+            max_delay_ms=None
+            if retry.max_delay_ms is None
+            else 1000.0 * _seconds(retry.max_delay_ms),
+            jitter=retry.jitter,
+        )
+    timeout = None if action.timeout_ms is None else 1000.0 * _seconds(action.timeout_ms)
+    return replace(
+        action,
+        service=None,
+        latency=Constant(),
+        failure=0.0,
+        reject=0.0,
+        timeout_ms=timeout,
+        retry=retry,
+        idempotent=False,
+        rejects_late=False,
+    )
+
+
+def structural(saga: Saga) -> Saga:
+    """What of ``saga`` a Step Functions definition carries: ``from_asl(to_asl(saga))``.
+
+    Compared, so kept: the name and description, the steps in order with their kinds (pivot,
+    retriable, read-only), parallel groups and their branches, which compensation undoes which
+    step, and every retry policy and timeout. Reset to the defaults, having no place in ASL:
+    latencies, ``failure``, ``reject``, ``service``, ``idempotent``, ``rejects_late``, the
+    services and the arrivals. Rounded up to whole seconds (at least 1), as ASL counts them:
+    timeouts, retry delays and ``max_delay``. Dropped, as no failure leads to them in a ``Catch``
+    chain: the compensation of a step with no entry after it up to the pivot (those of the pivot,
+    of the steps after it, and of the last entry of a saga without one), unless the step is in a
+    parallel group before the pivot and a later step of its branch can fail.
+
+    Examples
+    --------
+    >>> from sagasim.io.dsl import retry, saga, step
+    >>> s = structural(saga("s", step("a", failure=0.1, retry=retry(3, delay="200ms")), step("b")))
+    >>> s.steps[0].failure, s.steps[0].retry.delay_ms
+    (0.0, 1000.0)
+    """
+    pivot = saga.pivot_index
+    last = len(saga.steps) - 1 if pivot is None else pivot
+
+    def carried(step: Step, keep: bool) -> Step:
+        comp = step.compensation if keep and step.compensation is not None else None
+        return replace(_carried(step), compensation=comp and _carried(comp))
+
+    entries: list[Entry] = []
+    for index, entry in enumerate(saga.steps):
+        if isinstance(entry, Step):
+            entries.append(carried(entry, index < last))
+            continue
+        branches = tuple(
+            tuple(
+                carried(step, index <= last and (k < len(branch) - 1 or index < last))
+                for k, step in enumerate(branch)
+            )
+            for branch in entry.branches
+        )
+        entries.append(Parallel(branches=branches))
+    return replace(saga, steps=tuple(entries), services=(), arrivals=None)

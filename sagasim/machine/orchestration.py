@@ -1,0 +1,524 @@
+"""Compile a saga into an explicit python-statemachine class, and a transition table from it.
+
+The orchestrator's control flow is the one place the semantics of DESIGN.md live. The compiler
+walks every *control configuration* the orchestrator can be in and turns each into a state of a
+flat ``StateMachine``:
+
+* forward: which entry runs and, in a parallel group, how far each branch has got;
+* halting: a step failed inside a parallel group; the other branches finish the step they run;
+* compensating: the compensations still to do, in stages (``reverse`` order: one stage per
+  entry, latest first, a group's branches as concurrent chains; ``parallel``: one stage, every
+  compensation its own chain), and whether an effect is left that nothing can undo (``leaked``);
+* stuck-waiting: recovery has failed; in-flight actions finish, nothing new starts;
+* the four end states ``committed``, ``compensated``, ``leaked``, ``stuck``.
+
+Why an explicit product rather than the library's parallel states: checking, analysis and
+simulation all need one *flat* state per moment of the saga, with events that each move one
+action on; a product machine gives exactly that, its transition table is a dictionary, and the
+library's own class-creation checks (reachability, final states) still run on it. The price is
+size: a group of ``b`` branches of ``n`` steps has about ``(n + 1) ** b`` forward states, fine
+for the groups sagas have in practice.
+
+Events are ``ACTION.EVENT`` with EVENT one of ``ok``, ``fail``, ``reject``, ``timeout``; a
+transient failure (``fail`` or ``timeout``) with attempts left loops back to the same state
+under the guard ``retry_left``, the one guard of every machine. Only events the model makes
+possible are compiled (no ``reject`` edge where ``reject`` is 0), so the class depends on the
+saga's structure, not on its numbers, and is cached on that structure.
+
+Examples
+--------
+>>> from sagasim.model import Compensation, Saga, Step
+>>> saga = Saga(name="pay", steps=(
+...     Step(name="reserve", compensation=Compensation(name="release")),
+...     Step(name="charge", kind_declared="pivot", reject=0.1),
+... ))
+>>> machine = compile_saga(saga)
+>>> sorted(machine.states)
+['charge', 'committed', 'compensated', 'release', 'reserve']
+>>> machine.step("reserve", "reserve.ok").target
+'charge'
+>>> machine.step("charge", "charge.reject").target
+'release'
+>>> sm = machine.instantiate(saga)
+>>> _ = sm.send("reserve.ok"); _ = sm.send("charge.reject"); _ = sm.send("release.ok")
+>>> sorted(s.id for s in sm.configuration)
+['compensated']
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from statemachine import State, StateMachine
+from statemachine.factory import StateMachineMetaclass
+
+from ..exceptions import StateSpaceLimitError
+from ..model.saga import Action, Saga, Step
+
+Phase = Literal["forward", "halting", "compensating", "stuck_wait", "terminal"]
+OUTCOMES = ("committed", "compensated", "leaked", "stuck")
+#: Outcomes a saga designer wants: every effect applied once, or every effect undone once.
+CONSISTENT = frozenset({"committed", "compensated"})
+EVENT_KINDS = ("ok", "fail", "reject", "timeout")
+RETRY_GUARD = "retry_left"
+#: Most states a compiled machine may have: the library's class checks take time quadratic in it.
+MAX_MACHINE_STATES = 4_000
+
+
+@dataclass(frozen=True, slots=True)
+class StateInfo:
+    """What a state of the compiled machine means.
+
+    ``running`` lists the actions in flight (steps or compensations, by name); ``completed``
+    the steps whose effect the orchestrator believes applied and not yet undone;
+    ``after_pivot`` whether the pivot has committed.
+    """
+
+    id: str
+    phase: Phase
+    running: tuple[str, ...]
+    completed: frozenset[str]
+    after_pivot: bool
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of the machine: ``event`` from ``source`` to ``target``.
+
+    ``guard`` is ``"retry_left"`` (a retry loop), ``"!retry_left"`` (attempts exhausted) or None.
+    """
+
+    source: str
+    event: str
+    target: str
+    guard: str | None = None
+
+    @property
+    def action(self) -> str:
+        return self.event.rsplit(".", 1)[0]
+
+    @property
+    def kind(self) -> str:
+        return self.event.rsplit(".", 1)[1]
+
+    @property
+    def is_retry(self) -> bool:
+        return self.guard == RETRY_GUARD
+
+
+# --- control configurations --------------------------------------------------------------------
+# ("F", entry, positions)            forward; positions[b] = steps completed in branch b
+# ("H", entry, positions, inflight)  a branch failed; inflight[b]: branch b's step still runs
+# ("C", stages, leak)                compensating; stages = ((chain, ...), ...), chain = names
+# ("S", running)                     recovery failed; running actions finish, then stuck
+# ("T", outcome)                     end state
+Config = tuple[Any, ...]
+
+
+class _Compiler:
+    """Breadth-first construction of every control configuration reachable from the start."""
+
+    def __init__(self, saga: Saga) -> None:
+        self.saga = saga
+        self.entries: list[tuple[tuple[Step, ...], ...]] = [
+            ((e,),) if isinstance(e, Step) else e.branches for e in saga.steps
+        ]
+        pivot = saga.pivot_index
+        self.pivot = len(self.entries) if pivot is None else pivot
+        self.comp_of: dict[str, Step] = {
+            s.compensation.name: s for s in saga.all_steps() if s.compensation is not None
+        }
+        self.actions: dict[str, Action] = {s.name: s for s in saga.all_steps()}
+        for name, step in self.comp_of.items():
+            assert step.compensation is not None
+            self.actions[name] = step.compensation
+
+    # -- helpers
+    def start(self, entry: int) -> Config:
+        if entry == len(self.entries):
+            return ("T", "committed")
+        return ("F", entry, tuple(0 for _ in self.entries[entry]))
+
+    def completed(self, config: Config) -> frozenset[str]:
+        kind = config[0]
+        if kind in ("F", "H"):
+            done = [s.name for e in self.entries[: config[1]] for br in e for s in br]
+            for branch, k in zip(self.entries[config[1]], config[2]):
+                done.extend(s.name for s in branch[:k])
+            return frozenset(n for n in done if self._has_effects(n))
+        if kind == "C":
+            return frozenset(self.comp_of[c].name for st in config[1] for ch in st for c in ch)
+        return frozenset()
+
+    def _has_effects(self, step_name: str) -> bool:
+        step = self.actions[step_name]
+        return isinstance(step, Step) and step.effects
+
+    def running(self, config: Config) -> tuple[str, ...]:
+        kind = config[0]
+        if kind == "F":
+            return tuple(
+                br[k].name for br, k in zip(self.entries[config[1]], config[2]) if k < len(br)
+            )
+        if kind == "H":
+            return tuple(
+                br[k].name
+                for br, k, busy in zip(self.entries[config[1]], config[2], config[3])
+                if busy
+            )
+        if kind == "C":
+            return tuple(chain[0] for chain in config[1][0])
+        if kind == "S":
+            return tuple(config[1])
+        return ()
+
+    def recover(self, entry: int, positions: tuple[int, ...]) -> Config:
+        """Backward recovery after a failure at ``entry`` with ``positions`` completed."""
+        leak = False
+        stages: list[tuple[tuple[str, ...], ...]] = []
+        for e in range(entry, -1, -1):
+            counts = positions if e == entry else tuple(len(br) for br in self.entries[e])
+            chains = []
+            for branch, k in zip(self.entries[e], counts):
+                chain = []
+                for step in reversed(branch[:k]):
+                    if step.compensation is not None:
+                        chain.append(step.compensation.name)
+                    elif step.effects:
+                        leak = True
+                if chain:
+                    chains.append(tuple(chain))
+            if chains:
+                stages.append(tuple(chains))
+        if self.saga.compensation_order == "parallel":
+            flat = tuple((c,) for stage in stages for chain in stage for c in chain)
+            stages = [flat] if flat else []
+        if not stages:
+            return ("T", "leaked" if leak else "compensated")
+        return ("C", tuple(stages), leak)
+
+    def stuck_wait(self, running: list[str]) -> Config:
+        return ("S", tuple(running)) if running else ("T", "stuck")
+
+    # -- the semantics: where an event leads
+    def on_success(self, config: Config, action: str) -> Config:
+        kind = config[0]
+        if kind == "F":
+            entry, positions = config[1], list(config[2])
+            b = self.running_branch(config, action)
+            positions[b] += 1
+            branches = self.entries[entry]
+            if all(k == len(br) for k, br in zip(positions, branches)):
+                return self.start(entry + 1)
+            return ("F", entry, tuple(positions))
+        if kind == "H":
+            entry, positions, inflight = config[1], list(config[2]), list(config[3])
+            b = self.running_branch(config, action)
+            positions[b] += 1
+            inflight[b] = False
+            return self.halted(entry, tuple(positions), tuple(inflight))
+        if kind == "C":
+            return self.compensation_done(config, action)
+        return self.stuck_wait([a for a in config[1] if a != action])
+
+    def on_failure(self, config: Config, action: str) -> Config:
+        kind = config[0]
+        if kind == "F":
+            entry, positions = config[1], config[2]
+            others = [a for a in self.running(config) if a != action]
+            if entry > self.pivot:
+                return self.stuck_wait(others)
+            if not others:
+                return self.recover(entry, positions)
+            b = self.running_branch(config, action)
+            inflight = tuple(
+                k < len(br) and i != b
+                for i, (br, k) in enumerate(zip(self.entries[entry], positions))
+            )
+            return ("H", entry, positions, inflight)
+        if kind == "H":
+            b = self.running_branch(config, action)
+            inflight = tuple(busy and i != b for i, busy in enumerate(config[3]))
+            return self.halted(config[1], config[2], inflight)
+        if kind == "C":
+            return self.stuck_wait([a for a in self.running(config) if a != action])
+        return self.stuck_wait([a for a in config[1] if a != action])
+
+    def halted(self, entry: int, positions: tuple[int, ...], inflight: tuple[bool, ...]) -> Config:
+        if any(inflight):
+            return ("H", entry, positions, inflight)
+        return self.recover(entry, positions)
+
+    def compensation_done(self, config: Config, action: str) -> Config:
+        stages, leak = config[1], config[2]
+        current = tuple(chain[1:] if chain[0] == action else chain for chain in stages[0] if chain)
+        current = tuple(chain for chain in current if chain)
+        rest = ((current,) if current else ()) + stages[1:]
+        if not rest:
+            return ("T", "leaked" if leak else "compensated")
+        return ("C", rest, leak)
+
+    def running_branch(self, config: Config, action: str) -> int:
+        for b, branch in enumerate(self.entries[config[1]]):
+            if any(step.name == action for step in branch):
+                return b
+        raise KeyError(action)
+
+    # -- the walk
+    def events_of(self, action: str) -> list[str]:
+        possible = self.saga.possible_events(self.actions[action])
+        return ["ok", *(kind for kind in possible if kind != "ok")]
+
+    def build(self) -> tuple[dict[str, StateInfo], list[Transition]]:
+        ids: dict[Config, str] = {}
+        used: dict[str, int] = {}
+        queue: deque[Config] = deque()
+
+        def name(config: Config) -> str:
+            if config not in ids:
+                base = config[1] if config[0] == "T" else "__".join(self.running(config))
+                base = {"H": "halting__", "S": "stuck_waiting__"}.get(config[0], "") + base
+                if len(ids) >= MAX_MACHINE_STATES:
+                    raise StateSpaceLimitError(
+                        f"{self.saga.name}: the orchestrator alone has more than "
+                        f"{MAX_MACHINE_STATES:,} states (a parallel group of b branches of n "
+                        "steps has about (n + 1) ** b); use fewer or narrower parallel groups, "
+                        "or fewer steps"
+                    )
+                used[base] = used.get(base, 0) + 1
+                ids[config] = base if used[base] == 1 else f"{base}_{used[base]}"
+                queue.append(config)
+            return ids[config]
+
+        infos: dict[str, StateInfo] = {}
+        transitions: list[Transition] = []
+        name(self.start(0))
+        while queue:
+            config = queue.popleft()
+            sid = ids[config]
+            infos[sid] = self.info(sid, config)
+            for action in self.running(config):
+                attempts = self.actions[action].retry.attempts
+                for kind in self.events_of(action):
+                    event = f"{action}.{kind}"
+                    if kind == "ok":
+                        target = name(self.on_success(config, action))
+                        transitions.append(Transition(sid, event, target))
+                        continue
+                    if kind == "reject" or attempts == 1:
+                        target = name(self.on_failure(config, action))
+                        transitions.append(Transition(sid, event, target))
+                        continue
+                    transitions.append(Transition(sid, event, sid, RETRY_GUARD))
+                    if attempts is not None:
+                        target = name(self.on_failure(config, action))
+                        transitions.append(Transition(sid, event, target, "!" + RETRY_GUARD))
+        return infos, transitions
+
+    def info(self, sid: str, config: Config) -> StateInfo:
+        kind = config[0]
+        phase: Phase = {
+            "F": "forward",
+            "H": "halting",
+            "C": "compensating",
+            "S": "stuck_wait",
+            "T": "terminal",
+        }[kind]  # type: ignore[assignment]
+        after = kind == "F" and config[1] > self.pivot
+        return StateInfo(
+            id=sid,
+            phase=phase,
+            running=self.running(config),
+            completed=self.completed(config),
+            after_pivot=after,
+            outcome=config[1] if kind == "T" else None,
+        )
+
+
+# --- the compiled machine -------------------------------------------------------------------------
+
+
+def _signature(saga: Saga) -> tuple[Any, ...]:
+    """Everything that shapes the machine, and nothing else: its cache key."""
+
+    def action_shape(a: Action | None) -> tuple[Any, ...]:
+        if a is None:
+            return ()
+        attempts = a.retry.attempts
+        retry_shape = "unbounded" if attempts is None else min(attempts, 2)
+        return (a.name, saga.possible_events(a), retry_shape)
+
+    def step_shape(s: Step) -> tuple[Any, ...]:
+        return (action_shape(s), s.kind, s.effects, action_shape(s.compensation))
+
+    entries = tuple(
+        step_shape(e)
+        if isinstance(e, Step)
+        else tuple(tuple(map(step_shape, b)) for b in e.branches)
+        for e in saga.steps
+    )
+    return (saga.name, saga.compensation_order, entries)
+
+
+class Machine:
+    """A saga compiled to a flat state machine: its states, transitions and library class.
+
+    ``states`` maps each state id to its :class:`StateInfo`; ``transitions`` lists every edge;
+    ``table`` maps ``(state, event)`` to the candidate edges, taken from the python-statemachine
+    class itself (:attr:`machine_class`), so what runs fast is what the library built and checked.
+    """
+
+    def __init__(self, saga: Saga, infos: dict[str, StateInfo], edges: list[Transition]) -> None:
+        self.name = saga.name
+        self.states: dict[str, StateInfo] = infos
+        self.initial: str = next(iter(infos))
+        self.machine_class: type[StateMachine] = _build_class(saga.name, infos, edges)
+        self.transitions: list[Transition] = table_from_class(self.machine_class)
+        self.table: dict[tuple[str, str], tuple[Transition, ...]] = {}
+        for t in self.transitions:
+            self.table[(t.source, t.event)] = (*self.table.get((t.source, t.event), ()), t)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Machine {self.name}: {len(self.states)} states, {len(self.transitions)} transitions>"
+        )
+
+    @property
+    def terminals(self) -> dict[str, str]:
+        """End-state ids and their outcomes."""
+        return {sid: info.outcome for sid, info in self.states.items() if info.outcome}
+
+    def step(self, state: str, event: str, retry_left: bool = False) -> Transition:
+        """The edge ``event`` takes from ``state``, given whether attempts are left."""
+        for t in self.table[(state, event)]:
+            if t.guard is None or (t.guard == RETRY_GUARD) == retry_left:
+                return t
+        raise KeyError((state, event))
+
+    def instantiate(self, saga: Saga) -> StateMachine:
+        """A live python-statemachine instance of ``saga`` (a saga of this machine's shape)."""
+        return self.machine_class(Attempts(self, saga))
+
+
+@dataclass(slots=True)
+class Attempts:
+    """The extended state a machine's guard reads: which attempt each running action is on.
+
+    Used as the ``model`` of a live python-statemachine instance; the table-driven simulator
+    and the explorer call :func:`next_attempts` and :func:`retry_left` directly, the same rules.
+    """
+
+    machine: Machine
+    saga: Saga
+    current: tuple[int, ...] = ()
+    state: Any = None  # where the library keeps the active state's value
+
+    def __post_init__(self) -> None:
+        self.current = tuple(1 for _ in self.machine.states[self.machine.initial].running)
+
+    def retry_left(self, event: Any, source: State) -> bool:
+        action = str(event.id).rsplit(".", 1)[0]
+        info = self.machine.states[source.id]
+        limit = self.saga.action(action).retry.attempts
+        return retry_left(limit, self.current[info.running.index(action)])
+
+    def after_transition(self, event: Any, source: State, target: State) -> None:
+        edges = self.machine.table[(source.id, str(event.id))]
+        retried = source.id == target.id and any(t.is_retry for t in edges)
+        self.current = next_attempts(
+            self.current,
+            self.machine.states[source.id],
+            self.machine.states[target.id],
+            str(event.id).rsplit(".", 1)[0] if retried else None,
+        )
+
+
+#: Attempts of one action in one simulated instance past which it is taken never to end
+#: (both simulators read it here when they run, so a test may lower it).
+MAX_ATTEMPTS = 1_000_000
+
+
+def retry_left(limit: int | None, attempt: int) -> bool:
+    """Whether an action on attempt number ``attempt`` may try again (``None``: unbounded)."""
+    return limit is None or attempt < limit
+
+
+def next_attempts(
+    current: tuple[int, ...], source: StateInfo, target: StateInfo, retried: str | None
+) -> tuple[int, ...]:
+    """Attempt numbers of ``target.running`` after a transition from ``source``.
+
+    A retried action goes one attempt further; actions still running keep theirs; actions that
+    start with this transition are on their first attempt.
+    """
+    before = dict(zip(source.running, current))
+    if retried is not None:
+        before[retried] += 1
+    return tuple(before.get(action, 1) for action in target.running)
+
+
+_class_counter = 0
+
+
+def _build_class(saga_name: str, infos: dict[str, StateInfo], edges: list[Transition]) -> type:
+    states = {
+        sid: State(
+            name=sid if info.outcome else " + ".join(info.running),
+            initial=index == 0,
+            final=info.outcome is not None,
+        )
+        for index, (sid, info) in enumerate(infos.items())
+    }
+    return build_class(f"{''.join(p.title() for p in saga_name.split('_'))}Saga", states, edges)
+
+
+def build_class(
+    title: str, states: dict[str, State], edges: list[Transition], **options: Any
+) -> type[StateMachine]:
+    """A python-statemachine class of ``states`` and ``edges`` (guarded by ``retry_left``),
+    named ``title`` and a counter (the library registers classes by name); ``options`` are
+    class attributes such as ``validate_final_reachability``."""
+    global _class_counter
+    _class_counter += 1
+    events: dict[str, Any] = {}
+    for t in edges:
+        kwargs: dict[str, Any] = {"event": t.event}
+        if t.guard == RETRY_GUARD:
+            kwargs["cond"] = RETRY_GUARD
+        elif t.guard is not None:
+            kwargs["unless"] = RETRY_GUARD
+        source, target = states[t.source], states[t.target]
+        edge = source.to.itself(**kwargs) if source is target else source.to(target, **kwargs)
+        events[t.event] = events[t.event] | edge if t.event in events else edge
+    attrs: dict[str, Any] = {**states, **events, **options}
+    cls: Any = StateMachineMetaclass(f"{title}{_class_counter}", (StateMachine,), attrs)
+    return cls
+
+
+def table_from_class(machine_class: type) -> list[Transition]:
+    """Read every transition back from the library class: ids, events, targets and guards."""
+    table: list[Transition] = []
+    for state in machine_class.states:  # type: ignore[attr-defined]
+        for t in state.transitions:
+            guard = None
+            for spec in t.cond:
+                guard = spec.attr_name if spec.expected_value else "!" + spec.attr_name
+            for event in str(t.event).split():
+                table.append(Transition(state.id, event, t.target.id, guard))
+    return table
+
+
+def compile_saga(saga: Saga) -> Machine:
+    """The machine of ``saga``, built once per shape and cached (classes register globally)."""
+    signature = _signature(saga)
+    cached = _SHAPES.get(signature)
+    if cached is None:
+        infos, edges = _Compiler(saga).build()
+        cached = _SHAPES[signature] = Machine(saga, infos, edges)
+    return cached
+
+
+_SHAPES: dict[tuple[Any, ...], Machine] = {}

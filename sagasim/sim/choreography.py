@@ -1,0 +1,473 @@
+"""Simulate choreographed sagas with SimPy: services that react to what a broker delivers.
+
+Each service has an inbox (a :class:`simpy.Store`) and one process that takes the messages
+out of it and hands each to the service's machine (:meth:`Choreography.deliver`). When a role
+ends a phase its event is published: the broker sends one message to every subscriber, which
+arrives after a ``broker.latency`` sample, in order per subscriber unless it is one of the
+``reorder`` fraction (those take their own time); with probability ``loss`` it is lost, and
+sent again after the ``redelivery`` policy's delay while attempts remain; with probability
+``duplicate`` a second copy follows. Attempts are as in orchestration (:mod:`sagasim.sim`):
+a latency sample ``L``, an outage failing it, ``reject`` then ``failure``, a timeout seen at
+its deadline while the participant's outcome lands late. With ``saga.arrivals``, an attempt at a
+service with a ``capacity`` first queues for the service's :class:`simpy.Resource`, as in
+orchestration: the wait ``W`` counts towards latency and the timeout clock, the outage check is
+made when service starts, and with a timeout ``t`` and ``W + L > t`` the service sees
+``timeout`` at ``t`` while the participant's outcome happens at ``W + L``; the server is held
+until then.
+
+An instance is over when no attempt runs and no message is in flight; its end state is the
+roles' (:meth:`Choreography.outcome`) and its latency runs to that moment. Late landings after
+it still mark its anomalies. Everything else — chunks, seeds, workers, :class:`Results` — is
+:func:`sagasim.sim.simulate`'s, which calls this module for a choreographed saga.
+
+Examples
+--------
+>>> from sagasim.model import Broker, Compensation, Saga, Step
+>>> from sagasim.model import Constant
+>>> saga = Saga(name="pay", coordination="choreography",
+...     broker=Broker(latency=Constant(value_ms=2)), steps=(
+...     Step(name="reserve", latency=Constant(value_ms=10),
+...          compensation=Compensation(name="release", latency=Constant(value_ms=5))),
+...     Step(name="charge", kind_declared="pivot", latency=Constant(value_ms=30), reject=0.5),
+... ))
+>>> from sagasim.sim import simulate_instance
+>>> trace = simulate_instance(saga, seed=3)
+>>> trace.outcome, trace.latency_ms
+('compensated', 49.0)
+>>> [event for _, event in trace.timeline if "→" in event or ".ok" in event or "reject" in event]
+['reserve.ok', 'reserve.done → charge', 'charge.reject', 'charge.failed → reserve', 'release.ok']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+from simpy.resources.resource import Request
+from statemachine import StateMachine
+
+from ..exceptions import EndlessRetryError, SagaSimError
+from ..machine import orchestration as machine
+from ..machine.choreography import Choreography, Local, compile_choreography
+from ..machine.orchestration import OUTCOMES, retry_left
+from ..model.saga import Retry, Saga
+from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
+
+__all__ = ["run_chunk"]
+
+BLOCK = 1024
+INT16_MAX, UINT16_MAX = 32767, 65535
+KINDS = ("ok", "fail", "reject", "timeout")
+OK, FAIL, REJECT, TIMEOUT = range(4)
+
+
+@dataclass(slots=True, eq=False)
+class _Instance:
+    slot: int
+    local: Local
+    start: float
+    origin: float
+    events: list[TraceEvent] | None
+    spans: list[Span] | None
+    live: dict[str, StateMachine] | None = None
+    fifo: dict[str, float] = field(default_factory=dict)
+    in_flight: int = 0
+    messages: int = 0
+    retries: int = 0
+    compensations: int = 0
+    first_effect: float | None = None
+    finished: bool = False
+    done: simpy.Event | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Queued:
+    """An attempt at a service with a capacity: ``finish`` (its participant's outcome) is None
+    until it gets a server; ``late``: its wait and latency overran the timeout; ``seen``: its
+    service saw it time out."""
+
+    action: str
+    attempt: int
+    start: float
+    latency: float
+    code: int
+    finish: float | None = None
+    late: bool = False
+    seen: bool = False
+
+
+class _LiveGuard:
+    """The model of a live service machine (``driver="library"``): its guard reads the attempt
+    numbers of the local state *before* the move being replayed."""
+
+    def __init__(self, chor: Choreography) -> None:
+        self.chor = chor
+        self.before: Local | None = None
+        self.state: Any = None
+
+    def retry_left(self, event: Any, source: Any) -> bool:
+        action = str(event.id).rsplit(".", 1)[0]
+        assert self.before is not None
+        attempt = self.before.attempts[self.chor.action_index[action]]
+        return retry_left(self.chor.saga.action(action).retry.attempts, attempt)
+
+
+class Chunk:
+    """One SimPy environment running ``n`` instances of a choreography."""
+
+    def __init__(
+        self, saga: Saga, rng: np.random.Generator, n: int, first: int, trace_limit: int
+    ) -> None:
+        self.saga, self.rng, self.n, self.first = saga, rng, n, first
+        self.chor = chor = compile_choreography(saga)
+        self.trace_limit, self.library = trace_limit, False
+        self.env = env = simpy.Environment()
+        self.shared = saga.arrivals is not None
+        self.columns = empty_columns(n)
+        self.traced: list[_Instance] = []
+        self.ended = 0
+        self.broker = saga.broker
+        self.block = max(16, min(BLOCK, n * 4))
+        actions = [saga.action(a) for a in chor.actions]
+        self.action = dict(zip(chor.actions, actions))
+        self.compensation = {a: a not in chor.role_index for a in chor.actions}
+        self.timeout = {
+            a.name: a.timeout_ms if a.timeout_ms is not None and saga.can_time_out(a) else math.inf
+            for a in actions
+        }
+        self.outages = {
+            a.name: [(o.start_ms, o.end_ms) for o in saga.service(saga.service_of(a)).outages]
+            for a in actions
+        }
+        self.draws: dict[str, list[tuple[float, int]]] = {a: [] for a in chor.actions}
+        self.uniforms: list[float] = []
+        self.delays: list[float] = []
+        self.attempts = dict.fromkeys(chor.actions, 0)
+        self.busy = dict.fromkeys(chor.actions, 0.0)
+        self.wait = dict.fromkeys(chor.actions, 0.0)
+        capacities = {s.name: s.capacity for s in saga.services if s.capacity is not None}
+        resources = {s: simpy.Resource(env, c) for s, c in capacities.items() if self.shared}
+        self.resource = {a.name: resources.get(saga.service_of(a)) for a in actions}
+        self.late_tracked = {a: a in chor.people.pending_index for a in chor.actions}
+        self.inbox = {name: simpy.Store(env) for name in chor.services}
+        for inbox in self.inbox.values():
+            env.process(self._consume(inbox))
+
+    # --- random numbers, drawn in batches
+    def _draw(self, action: str) -> tuple[float, int]:
+        buffer = self.draws[action]
+        if not buffer:
+            a, rng = self.action[action], self.rng
+            latency = np.asarray(a.latency.sample(rng, self.block), dtype=np.float64)
+            u = rng.random(self.block)
+            r, f = a.reject, a.failure
+            code = np.where(u < r, REJECT, np.where(u < r + (1 - r) * f, FAIL, OK))
+            buffer.extend(zip(latency.tolist(), code.tolist()))
+        return buffer.pop()
+
+    def _uniform(self) -> float:
+        if not self.uniforms:
+            self.uniforms = self.rng.random(self.block).tolist()
+        return self.uniforms.pop()
+
+    def _delay(self) -> float:
+        if not self.delays:
+            sample = self.broker.latency.sample(self.rng, self.block)
+            self.delays = np.asarray(sample, dtype=np.float64).tolist()
+        return self.delays.pop()
+
+    def _backoff(self, retry: Retry, failed: int) -> float:
+        try:
+            delay = retry.nominal_delay_ms(failed)
+        except OverflowError:
+            return math.inf
+        return delay * self._uniform() if delay > 0 and retry.jitter else delay
+
+    def _at(self, delay: float, then: Callable[[], None]) -> None:
+        self.env.timeout(delay).callbacks.append(lambda _e: then())
+
+    # --- attempts
+    def _in_outage(self, action: str, t: float) -> bool:
+        return any(a <= t < b for a, b in self.outages[action])
+
+    def _attempt(self, inst: _Instance, action: str, attempt: int, delay: float = 0.0) -> None:
+        if attempt > machine.MAX_ATTEMPTS:
+            name, slot = self.saga.name, self.first + inst.slot
+            raise EndlessRetryError.of(name, action, machine.MAX_ATTEMPTS, slot)
+        latency, code = self._draw(action)
+        start = self.env.now + delay
+        self.attempts[action] += 1
+        if self.compensation[action]:
+            inst.compensations += 1
+        if self.resource[action] is not None:
+            self._queue(inst, _Queued(action, attempt, start, latency, code), delay)
+            return
+        self.busy[action] += latency
+        if self._in_outage(action, start - inst.origin):
+            code = FAIL
+        limit = self.timeout[action]
+        seen = TIMEOUT if latency > limit else code
+        flight = (action, attempt, start, seen, code, start + latency)
+        self._at(delay + min(latency, limit), lambda: self._ended(inst, *flight))
+
+    def _queue(self, inst: _Instance, q: _Queued, delay: float) -> None:
+        """Ask for a server at ``q.start``; the deadline is known now, the finish once served."""
+        if delay > 0:
+            self._at(delay, lambda: self._request(inst, q))
+        else:
+            self._request(inst, q)
+        if self.timeout[q.action] < math.inf:
+            self._at(delay + self.timeout[q.action], lambda: self._deadline(inst, q))
+
+    def _request(self, inst: _Instance, q: _Queued) -> None:
+        request = self.resource[q.action].request()  # type: ignore[union-attr]
+        request.callbacks.append(lambda _e: self._served(inst, q, request))
+
+    def _served(self, inst: _Instance, q: _Queued, request: Request) -> None:
+        """A queued attempt got its server: its outcome and finish are known now."""
+        now, action = self.env.now, q.action
+        self.wait[action] += now - q.start
+        self.busy[action] += q.latency
+        if self._in_outage(action, now - inst.origin):
+            q.code = FAIL
+        q.finish = now + q.latency
+        q.late = q.seen or (now - q.start) + q.latency > self.timeout[action]
+        self._at(q.latency, lambda: self._over(inst, q, request))
+
+    def _deadline(self, inst: _Instance, q: _Queued) -> None:
+        """The timeout of a queued attempt: its service sees it unless it is served in time."""
+        if q.seen or (q.finish is not None and not q.late):
+            return
+        q.seen = True
+        self._ended(inst, q.action, q.attempt, q.start, TIMEOUT, q.code, None)
+
+    def _over(self, inst: _Instance, q: _Queued, request: Request) -> None:
+        """A queued attempt's finish: the server is free; its service sees the outcome, or the
+        participant's outcome lands after the timeout its service saw."""
+        request.resource.release(request)
+        if not q.late:
+            self._ended(inst, q.action, q.attempt, q.start, q.code, q.code, None)
+            return
+        self._deadline(inst, q)  # a no-op unless rounding put the finish at the deadline
+        if self.late_tracked[q.action]:
+            self._land(inst, q.action, q.code == OK)
+
+    def _ended(
+        self,
+        inst: _Instance,
+        action: str,
+        attempt: int,
+        start: float,
+        kind: int,
+        code: int,
+        finish: float | None,
+    ) -> None:
+        """An attempt ends as its service sees it; its participant's outcome is ``code`` at
+        ``finish`` (None: a queued attempt's, which lands once it is served)."""
+        chor, now = self.chor, self.env.now
+        if kind == TIMEOUT and finish is not None and self.late_tracked[action]:
+            self._at(finish - now, lambda: self._land(inst, action, code == OK))
+        move = chor.attempt_ended(inst.local, action, KINDS[kind])
+        self._apply(inst, move.local, move.fired)
+        self._note(inst, f"{action}.{KINDS[kind]}", action)
+        if inst.spans is not None:
+            begun, ended = start - inst.origin, now - inst.origin
+            span = Span(action, attempt, begun, ended, KINDS[kind], self.compensation[action])
+            inst.spans.append(span)
+        if kind == OK and inst.first_effect is None and action in chor.people.effect_index:
+            inst.first_effect = now
+        for started in move.started:
+            if started == action:
+                inst.retries += 1
+                wait = self._backoff(self.action[action].retry, attempt)
+                self._attempt(inst, action, attempt + 1, wait)
+            else:
+                self._attempt(inst, started, 1)
+        self._publish(inst, move.published)
+        self._quiet(inst)
+
+    def _land(self, inst: _Instance, action: str, ok: bool) -> None:
+        inst.local = self.chor.land(inst.local, action, ok)
+        if ok and inst.first_effect is None and action in self.chor.people.effect_index:
+            inst.first_effect = self.env.now
+        self._note(inst, f"{action}.late_ok" if ok else f"{action}.late_fail", action)
+        if inst.finished:
+            self.columns["anomaly_flags"][inst.slot] = inst.local.ledger[-1]
+
+    # --- the broker
+    def _send(self, inst: _Instance, event: str, step: str, tries: int, copy: bool = False) -> None:
+        broker = self.broker
+        inst.in_flight += 1
+        if broker.loss and self._uniform() < broker.loss:
+            redelivery = broker.redelivery
+            if retry_left(redelivery.attempts, tries):
+                self._note(inst, f"{event} → {step} lost, sent again", step)
+
+                def again() -> None:
+                    inst.in_flight -= 1
+                    inst.messages += 1
+                    self._send(inst, event, step, tries + 1, copy)
+                    self._quiet(inst)  # lost for good this time, it may have been the last
+
+                self._at(self._backoff(redelivery, tries), again)
+            else:
+                inst.in_flight -= 1
+                self._note(inst, f"{event} → {step} lost", step)
+            return
+        now = self.env.now
+        arrival = now + self._delay()
+        if not (broker.reorder and self._uniform() < broker.reorder):
+            arrival = max(arrival, inst.fifo.get(step, 0.0))
+            inst.fifo[step] = arrival
+        service = self.chor.role(step).service
+        inbox = self.inbox[service]
+
+        def arrive() -> None:
+            inbox.put((inst, event, step))
+
+        self._at(arrival - now, arrive)
+        if not copy and broker.duplicate and self._uniform() < broker.duplicate:
+            inst.messages -= 1  # the copy is the broker's doing, not a message sent
+            self._send(inst, event, step, tries, copy=True)
+            inst.messages += 1
+
+    def _consume(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
+        """A service's process: take each message from its inbox and react to it."""
+        while True:
+            inst, event, step = yield inbox.get()
+            inst.in_flight -= 1
+            move = self.chor.deliver(inst.local, event, step)
+            self._apply(inst, move.local, move.fired)
+            self._note(inst, f"{event} → {step}", step)
+            for started in move.started:
+                self._attempt(inst, started, 1)
+            self._publish(inst, move.published)
+            self._quiet(inst)
+
+    def _publish(self, inst: _Instance, events: tuple[str, ...]) -> None:
+        """Send each event to each of its subscribers."""
+        for event in events:
+            for step in self.chor.subscribers.get(event, ()):
+                inst.messages += 1
+                self._send(inst, event, step, 1)
+
+    # --- bookkeeping
+    def _apply(self, inst: _Instance, local: Local, fired: tuple[str, ...]) -> None:
+        """Take a move's new local state; with live machines (``driver="library"``), send them
+        the same events and check they agree with the table."""
+        if inst.live is not None:
+            for event in fired:
+                machine = inst.live[self.chor.service_of_event(event)]
+                machine.model.before = inst.local
+                machine.send(event)
+            for s, name in enumerate(self.chor.service_names):
+                live = inst.live[name].model.state
+                assert live == local.services[s], (fired, name, live, local.services[s])
+        inst.local = local
+        for event in fired:
+            if event.endswith((".skip", ".again", ".undo_again")):
+                self._note(inst, event, event.rsplit(".", 1)[0])
+
+    def _note(self, inst: _Instance, event: str, where: str) -> None:
+        if inst.events is not None:
+            state = self.chor.state_of(inst.local, self.chor.role_of[where].step)
+            inst.events.append(TraceEvent(self.env.now - inst.origin, event, state))
+
+    def _quiet(self, inst: _Instance) -> None:
+        """End the instance once nothing runs and nothing is in flight."""
+        if inst.finished or inst.in_flight or any(inst.local.attempts):
+            return
+        inst.finished = True
+        self.ended += 1
+        now, slot, columns = self.env.now, inst.slot, self.columns
+        outcome = self.chor.outcome(inst.local)
+        columns["outcome"][slot] = OUTCOMES.index(outcome)
+        if inst.events is not None:  # the end, as the last event (the saga's own)
+            inst.events.append(
+                TraceEvent(now - inst.origin, f"{self.saga.name}.{outcome}", outcome)
+            )
+        columns["latency_ms"][slot] = now - inst.start
+        columns["start_ms"][slot] = inst.start if self.shared else 0.0
+        columns["retries"][slot] = min(inst.retries, INT16_MAX)
+        columns["compensations"][slot] = min(inst.compensations, INT16_MAX)
+        columns["messages"][slot] = min(inst.messages, UINT16_MAX)
+        columns["anomaly_flags"][slot] = inst.local.ledger[-1]
+        window = math.nan
+        if inst.compensations > 0 and inst.first_effect is not None:
+            window = now - inst.first_effect
+        columns["window_ms"][slot] = window
+        if inst.done is not None:
+            inst.done.succeed()
+
+    # --- instances
+    def _begin(self, slot: int) -> _Instance:
+        env, chor = self.env, self.chor
+        traced = self.first + slot < self.trace_limit
+        move = chor.begin()
+        inst = _Instance(
+            slot,
+            move.local,
+            start=env.now,
+            origin=0.0 if self.shared else env.now,
+            events=[] if traced else None,
+            spans=[] if traced else None,
+        )
+        if self.library:
+            machines = chor.services.items()
+            inst.live = {name: m.machine_class(_LiveGuard(chor)) for name, m in machines}
+            self._apply(inst, move.local, move.fired)
+        if traced:
+            self.traced.append(inst)
+        for started in move.started:
+            self._attempt(inst, started, 1)
+        return inst
+
+    def _instances(self) -> Generator[simpy.Event, Any, None]:
+        arrivals = self.saga.arrivals
+        if arrivals is None:
+            for slot in range(self.n):
+                inst = self._begin(slot)
+                if not inst.finished:
+                    inst.done = self.env.event()
+                    yield inst.done
+            return
+        gaps = self.rng.exponential(1000.0 / arrivals.rate_per_s, self.n).tolist()
+        for slot, gap in enumerate(gaps):
+            yield self.env.timeout(gap)
+            self._begin(slot)
+
+    def run(self, seed: int) -> Results:
+        self.env.process(self._instances())
+        self.env.run()
+        if self.ended != self.n:  # a missed end would leave zeros that read as committed
+            raise SagaSimError(
+                f"{self.saga.name}: {self.n - self.ended:,} of {self.n:,} instances never ended "
+                "(an internal error in the choreography simulator)"
+            )
+        chor, columns = self.chor, self.columns
+        capacity = {name: self.saga.service(name).capacity for name in chor.services}
+        services = {name: ServiceStats(name, capacity[name]) for name in chor.services}
+        for action in chor.actions:
+            name = self.saga.service_of(self.action[action])
+            stats = services.setdefault(name, ServiceStats(name, None))
+            attempts, busy, wait = self.attempts[action], self.busy[action], self.wait[action]
+            stats.add(ServiceStats(name, None, attempts, busy, wait))
+        traced = [
+            (i.slot, i.start, i.events, i.spans, chor.people.anomalies(i.local.ledger))
+            for i in self.traced
+        ]
+        horizon = self.env.now if self.shared else None
+        return assemble(
+            self.saga.name, seed, columns, services, traced, first=self.first, horizon_ms=horizon
+        )
+
+
+def run_chunk(
+    saga: Saga, seed: int, seed_seq: np.random.SeedSequence, first: int, n: int, trace_limit: int
+) -> Results:
+    """One chunk of a choreographed simulation (what :func:`sagasim.sim.simulate` runs)."""
+    return Chunk(saga, np.random.default_rng(seed_seq), n, first, trace_limit).run(seed)

@@ -1,0 +1,119 @@
+"""Traced instances: what happened to each, event by event and attempt by attempt, and the two
+files they are written to: JSON Lines (one event a line) and the Chrome trace-event format for
+Perfetto or chrome://tracing (one track per instance, attempts as slices, compensations in
+another colour, late landings and the end as instants).
+:meth:`sagasim.sim.Results.write_trace` writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+#: Participants' events of a trace (a timed-out attempt landing, or lost), not the machine's.
+LATE_EVENTS = (".late_ok", ".late_fail")
+MS_DIGITS = 3
+
+
+class TraceEvent(NamedTuple):
+    """One event of a traced instance: when, what, and the machine state after it."""
+
+    t_ms: float
+    event: str
+    state: str
+
+
+class Span(NamedTuple):
+    """One attempt of an action, from its start to when the orchestrator saw it end."""
+
+    action: str
+    attempt: int
+    start_ms: float
+    end_ms: float
+    result: str
+    compensation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceTrace:
+    """Everything that happened to one instance.
+
+    Times are the instance's simulation clock: absolute with arrivals (instances share the
+    services), from the instance's own start otherwise.
+    """
+
+    instance: int
+    start_ms: float
+    events: tuple[TraceEvent, ...]
+    spans: tuple[Span, ...]
+    outcome: str
+    anomalies: tuple[str, ...]
+    latency_ms: float
+
+    @property
+    def timeline(self) -> list[tuple[float, str]]:
+        """The events as ``(t_ms, event)`` pairs."""
+        return [(e.t_ms, e.event) for e in self.events]
+
+
+def write_traces(saga: str, traces: Sequence[InstanceTrace], path: str | os.PathLike[str]) -> None:
+    """Write ``traces`` of ``saga``: ``.jsonl`` one event a line, ``.json`` as trace events."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with path.open("w", encoding="utf-8") as out:
+            for trace in traces:
+                for e in trace.events:
+                    record = {
+                        "instance": trace.instance,
+                        "t_ms": round(e.t_ms, MS_DIGITS),
+                        "event": e.event,
+                        "state": e.state,
+                    }
+                    out.write(json.dumps(record) + "\n")
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(chrome_trace(saga, traces)), encoding="utf-8")
+    else:
+        raise ValueError(f"{path}: expected a .jsonl or .json trace file, got {path.suffix!r}")
+
+
+def chrome_trace(saga: str, traces: Sequence[InstanceTrace]) -> dict[str, Any]:
+    """The trace-event document of the traced instances of ``saga``."""
+    events: list[dict[str, Any]] = [
+        {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": saga}}
+    ]
+    for trace in traces:
+        tid = trace.instance
+        events.append(
+            {
+                "ph": "M",
+                "name": "thread_name",
+                "pid": 1,
+                "tid": tid,
+                "args": {"name": f"instance {tid} ({trace.outcome})"},
+            }
+        )
+        for s in trace.spans:
+            events.append(
+                {
+                    "name": s.action,
+                    "cat": "compensation" if s.compensation else "step",
+                    "ph": "X",
+                    "pid": 1,
+                    "tid": tid,
+                    "ts": round(s.start_ms * 1000, 3),
+                    "dur": round((s.end_ms - s.start_ms) * 1000, 3),
+                    "cname": "terrible" if s.compensation else "good",
+                    "args": {"attempt": s.attempt, "result": s.result},
+                }
+            )
+        instants = [(e.t_ms, e.event) for e in trace.events if e.event.endswith(LATE_EVENTS)]
+        instants.append((trace.start_ms + trace.latency_ms, trace.outcome))
+        events.extend(
+            {"name": name, "ph": "i", "s": "t", "pid": 1, "tid": tid, "ts": round(t * 1000, 3)}
+            for t, name in instants
+        )
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
