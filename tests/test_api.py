@@ -19,13 +19,17 @@ def test_every_public_name_resolves() -> None:
 
 def test_no_submodule_shadows_a_public_function() -> None:
     # importing sagasim.X sets the attribute sagasim.X to the module: a public function must
-    # not share its name with a submodule (``compare`` lives in ``sagasim.comparison``)
-    for module in pkgutil.iter_modules(sagasim.__path__):
-        if not module.name.startswith("_"):  # __main__ runs the command line
-            importlib.import_module(f"sagasim.{module.name}")
-    for name in sagasim.__all__:
-        if name[0].islower() and name != "__version__":
-            assert callable(getattr(sagasim, name)), name
+    # not share its name with a submodule (``check`` lives in ``sagasim.verify``), here or in
+    # a stage's package (``sweep`` in ``sagasim.experiments.grid``)
+    packages = [sagasim]
+    for module in pkgutil.walk_packages(sagasim.__path__, "sagasim."):
+        if not module.name.endswith("__main__"):  # __main__ runs the command line
+            imported = importlib.import_module(module.name)
+            packages += [imported] if module.ispkg else []
+    for package in packages:
+        for name in package.__all__:
+            if name[0].islower() and name != "__version__":
+                assert callable(getattr(package, name)), f"{package.__name__}.{name}"
 
 
 def test_the_api_is_about_ten_names() -> None:

@@ -91,3 +91,20 @@ def test_notebook_runs_without_errors(path: Path, monkeypatch: pytest.MonkeyPatc
     for cell in showing:
         kinds = {k for output in cell.outputs for k in output.get("data", {})}
         assert "image/png" in kinds, f"{path.name}: {cell.source[:60]!r} drew no image"
+
+
+@pytest.mark.slow
+def test_a_saga_shows_as_its_diagram_in_a_notebook() -> None:
+    """The model has no ``_repr_svg_``; importing sagasim registers its SVG with IPython."""
+    book = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import sagasim\nsagasim.load('models/order_fulfillment.yaml')"
+            ),
+            nbformat.v4.new_code_cell("sagasim.load('models/order_fulfillment.yaml').steps[0]"),
+        ]
+    )
+    saga_cell, step_cell = _execute(book).cells
+    svg = saga_cell.outputs[0].data["image/svg+xml"]
+    assert svg.lstrip().startswith(("<?xml", "<svg")) and "process_payment" in svg
+    assert "image/svg+xml" not in step_cell.outputs[0].data  # a step is shown as text
