@@ -36,7 +36,8 @@ import numpy as np
 
 from ..exceptions import SagaSimError, StateSpaceLimitError
 from ..machine.orchestration import EVENT_KINDS, OUTCOMES
-from ..model.saga import Action, Parallel, Saga, Step, validate
+from ..model import validate
+from ..model.saga import Action, Parallel, Saga, Step
 from ..verify.statespace import explore
 from .chain import Absorbed, Chain, agrees, latencies, races_of
 

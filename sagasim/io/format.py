@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any
 
 from ..exceptions import SagaDefinitionError
+from ..model import validate as validate_model
 from ..model.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from ..model.saga import (
     Arrivals,
@@ -47,7 +48,6 @@ from ..model.saga import (
     Service,
     Step,
 )
-from ..model.saga import validate as validate_model
 from . import yaml as _yaml
 from .yaml import join as _join
 

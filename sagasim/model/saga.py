@@ -22,27 +22,34 @@ Examples
 
 from __future__ import annotations
 
-import keyword
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ..exceptions import SagaDefinitionError
 from .latency import Constant, Latency
 
 __all__ = [
     "Action",
     "Arrivals",
+    "Branch",
+    "Broker",
+    "Choice",
     "Compensation",
     "Entry",
+    "Fail",
+    "Goto",
+    "Map",
     "Outage",
     "Parallel",
     "Retry",
     "Saga",
     "Service",
     "Step",
+    "SubSaga",
+    "Succeed",
+    "blocks_of",
     "replace",
-    "validate",
+    "walk",
 ]
 
 StepKind = Literal["compensatable", "pivot", "retriable", "read_only", "uncompensatable"]
@@ -142,6 +149,12 @@ class Step(Action):
     kind_declared: Literal["pivot", "retriable"] | None = None
     effects: bool = True
     compensation: Compensation | None = None
+    #: A failed or timed-out call may have partly happened: run the step's own compensation
+    #: first when it fails, then recover the rest.
+    compensate_on_failure: bool = False
+    #: How often the step may be reached (a ``goto`` cycle with effects needs a bound); the
+    #: next arrival fails the saga with the fail name ``max_visits``.
+    max_visits: int | None = None
 
     @property
     def kind(self) -> StepKind:
@@ -158,12 +171,134 @@ class Step(Action):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parallel:
-    """Branches that start together; the group completes when every branch has."""
+    """Branches that start together; the group completes when every branch has.
 
-    branches: tuple[tuple[Step, ...], ...]
+    ``concurrency`` is not part of the format: :func:`sagasim.machine.core` sets it when it
+    unrolls a ``map`` into a group, whose branches then start at most that many at a time.
+    """
+
+    branches: tuple[tuple[Entry, ...], ...]
+    concurrency: int | None = None
 
 
-Entry = Step | Parallel
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Branch:
+    """One way out of a :class:`Choice`: taken with ``probability`` (the ``default`` branch
+    takes what the others leave), running ``steps`` and rejoining after the choice unless they
+    end in ``fail``, ``succeed`` or ``goto``. ``when`` is the condition as written."""
+
+    when: str
+    steps: tuple[Entry, ...] = ()
+    probability: float | None = None
+    default: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choice:
+    """Exactly one branch runs, drawn afresh each time the choice is reached.
+
+    >>> c = Choice(name="stock", branches=(Branch(when="in stock", probability=0.9),
+    ...                                     Branch(when="otherwise", default=True)))
+    >>> [round(p, 12) for p in c.probabilities]
+    [0.9, 0.1]
+    """
+
+    name: str
+    branches: tuple[Branch, ...]
+
+    @property
+    def probabilities(self) -> tuple[float, ...]:
+        """Each branch's probability, the default's being 1 minus the sum of the others."""
+        given = sum(b.probability or 0.0 for b in self.branches if not b.default)
+        return tuple(
+            max(0.0, 1.0 - given) if b.default else (b.probability or 0.0) for b in self.branches
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fail:
+    """Backward recovery from here, as if the next step had been rejected; outcomes are also
+    counted by ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Succeed:
+    """The saga ends ``committed`` here; nothing after it runs."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Goto:
+    """Jump to the entry named ``target``, in the same step list or an enclosing one."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Map:
+    """The body ``steps`` once per item, at most ``concurrency`` items at a time (None: all).
+
+    ``items`` is a count, or a tuple of counts drawn uniformly (an empirical distribution).
+    A failed item stops new items; items in flight finish; completed items are undone.
+    """
+
+    name: str
+    items: int | tuple[int, ...]
+    steps: tuple[Entry, ...]
+    concurrency: int | None = None
+
+    @property
+    def counts(self) -> dict[int, float]:
+        """Each possible number of items and its probability.
+
+        >>> Map(name="m", items=(1, 2, 2, 5), steps=()).counts
+        {1: 0.25, 2: 0.5, 5: 0.25}
+        """
+        samples = (self.items,) if isinstance(self.items, int) else self.items
+        return {n: samples.count(n) / len(samples) for n in sorted(set(samples))}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubSaga:
+    """Another saga run as one step of this one. ``model`` is the file as written (relative to
+    the parent's file), ``saga`` the child it holds. When the parent fails after the child
+    committed, ``compensation`` undoes the whole child in one action if given; otherwise the
+    child's completed steps are compensated in reverse."""
+
+    name: str
+    model: str
+    saga: Saga
+    compensation: Compensation | None = None
+
+
+Entry = Step | Parallel | Choice | Fail | Succeed | Goto | Map | SubSaga
+#: Entries that hold step lists of their own.
+NESTING = (Parallel, Choice, Map, SubSaga)
+
+
+def blocks_of(entry: Entry) -> tuple[tuple[Entry, ...], ...]:
+    """The step lists directly inside ``entry``: a group's branches, a choice's branches, a
+    map's body, a sub-saga's steps; none for a step or an end."""
+    if isinstance(entry, Parallel):
+        return entry.branches
+    if isinstance(entry, Choice):
+        return tuple(branch.steps for branch in entry.branches)
+    if isinstance(entry, Map):
+        return (entry.steps,)
+    if isinstance(entry, SubSaga):
+        return (entry.saga.steps,)
+    return ()
+
+
+def walk(entries: tuple[Entry, ...]) -> Iterator[Entry]:
+    """Every entry of ``entries`` and, depth first in document order, every entry inside."""
+    for entry in entries:
+        yield entry
+        for block in blocks_of(entry):
+            yield from walk(block)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,20 +372,32 @@ class Saga:
     broker: Broker = field(default_factory=Broker)
 
     def all_steps(self) -> Iterator[Step]:
-        """Every step in order; a parallel group's steps branch by branch."""
-        for entry in self.steps:
+        """Every step in document order: a parallel group's branch by branch, and those inside
+        choices, maps and sub-sagas where they are written."""
+        for entry in walk(self.steps):
             if isinstance(entry, Step):
                 yield entry
-            else:
-                for branch in entry.branches:
-                    yield from branch
 
     def actions(self) -> Iterator[Action]:
-        """Every step, each followed by its compensation if it has one."""
-        for step in self.all_steps():
-            yield step
-            if step.compensation is not None:
-                yield step.compensation
+        """Every step, each followed by its compensation if it has one, and the whole-saga
+        compensation of each sub-saga after its steps."""
+        for entry in walk(self.steps):
+            if isinstance(entry, Step):
+                yield entry
+                if entry.compensation is not None:
+                    yield entry.compensation
+            elif isinstance(entry, SubSaga) and entry.compensation is not None:
+                yield entry.compensation  # the child's steps come first: walk is depth first
+
+    @property
+    def is_graph(self) -> bool:
+        """Whether the saga uses any construct beyond steps and parallel groups of steps."""
+        return any(
+            not isinstance(e, (Step, Parallel))
+            or (isinstance(e, Step) and (e.compensate_on_failure or e.max_visits is not None))
+            or (isinstance(e, Parallel) and e.concurrency is not None)
+            for e in walk(self.steps)
+        )
 
     def step(self, name: str) -> Step:
         for step in self.all_steps():
@@ -273,7 +420,8 @@ class Saga:
         return Service(name=name)
 
     def service_of(self, action: Action) -> str:
-        """The service an action calls: its own, or its step's, or the step's name."""
+        """The service an action calls: its own, or its step's, or the step's name (a
+        sub-saga's compensation: the sub-saga's name)."""
         if action.service is not None:
             return action.service
         for step in self.all_steps():
@@ -313,139 +461,13 @@ class Saga:
 
     @property
     def pivot_index(self) -> int | None:
-        """Index in :attr:`steps` of the pivot entry, if any."""
+        """Index in :attr:`steps` of the pivot entry, if it is a top-level step."""
         for index, entry in enumerate(self.steps):
             if isinstance(entry, Step) and entry.kind == "pivot":
                 return index
         return None
 
-
-def validate(saga: Saga) -> None:
-    """Check the rules of DESIGN.md that span the whole model; raise on the first broken one.
-
-    Errors carry a ``path`` such as ``steps[2].retry.attempts`` but no file or line: the loader
-    adds those.
-    """
-    names: dict[str, str] = {}
-
-    def check_name(name: object, path: str) -> None:
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise SagaDefinitionError(f"expected an identifier, got {name!r}", path=path)
-        if name in RESERVED_NAMES:
-            raise SagaDefinitionError(
-                f"expected a name other than the reserved {sorted(RESERVED_NAMES)}, got {name!r}",
-                path=path,
-            )
-        if name in names:
-            raise SagaDefinitionError(
-                f"expected a unique name, got {name!r} again (first used at {names[name]})",
-                path=path,
-            )
-        names[name] = path
-
-    def check_action(action: Action, path: str) -> None:
-        for attr in ("failure", "reject"):
-            value = getattr(action, attr)
-            if not 0.0 <= value <= 1.0:
-                raise SagaDefinitionError(
-                    f"expected a probability in [0, 1], got {value!r}", path=f"{path}.{attr}"
-                )
-        if action.timeout_ms is not None and not action.timeout_ms >= 0:
-            raise SagaDefinitionError(
-                f"expected a non-negative duration, got {action.timeout_ms!r} ms",
-                path=f"{path}.timeout",
-            )
-        check_retry(action.retry, f"{path}.retry")
-
-    def check_retry(retry: Retry, path: str) -> None:
-        if retry.attempts is not None and (isinstance(retry.attempts, bool) or retry.attempts < 1):
-            raise SagaDefinitionError(
-                f"expected a positive integer or 'unbounded', got {retry.attempts!r}",
-                path=f"{path}.attempts",
-            )
-        if not retry.delay_ms >= 0:
-            raise SagaDefinitionError(
-                f"expected a non-negative duration, got {retry.delay_ms!r} ms", path=f"{path}.delay"
-            )
-
-    if not saga.steps:
-        raise SagaDefinitionError("expected at least one step, got none", path="steps")
-    pivots: list[str] = []
-    used_services: set[str] = set()
-    for index, entry in enumerate(saga.steps):
-        path = f"steps[{index}]"
-        if isinstance(entry, Parallel):
-            if len(entry.branches) < 1:
-                raise SagaDefinitionError(
-                    "expected at least one branch, got none", path=f"{path}.parallel"
-                )
-            located = [
-                (step, f"{path}.parallel[{b}][{k}]")
-                for b, branch in enumerate(entry.branches)
-                for k, step in enumerate(branch)
-            ]
-            for b, branch in enumerate(entry.branches):
-                if not branch:
-                    raise SagaDefinitionError(
-                        "expected a branch with at least one step, got an empty one",
-                        path=f"{path}.parallel[{b}]",
-                    )
-        else:
-            located = [(entry, path)]
-        for step, step_path in located:
-            check_name(step.name, f"{step_path}.name")
-            check_action(step, step_path)
-            used_services.add(step.service_name)
-            if step.kind == "pivot":
-                if isinstance(entry, Parallel):
-                    raise SagaDefinitionError(
-                        "expected the pivot outside parallel groups, got it inside one",
-                        path=f"{step_path}.kind",
-                    )
-                pivots.append(step_path)
-                if len(pivots) > 1:
-                    raise SagaDefinitionError(
-                        f"expected at most one pivot, got a second one (first at {pivots[0]})",
-                        path=f"{step_path}.kind",
-                    )
-            if step.compensation is not None:
-                check_name(step.compensation.name, f"{step_path}.compensation.name")
-                check_action(step.compensation, f"{step_path}.compensation")
-                used_services.add(step.compensation.service or step.service_name)
-    for service in saga.services:
-        spath = f"services.{service.name}"
-        if service.name not in used_services:
-            raise SagaDefinitionError(
-                f"expected a service that a step calls ({', '.join(sorted(used_services))}),"
-                f" got {service.name!r}",
-                path=spath,
-            )
-        if service.capacity is not None and (
-            isinstance(service.capacity, bool) or service.capacity < 1
-        ):
-            raise SagaDefinitionError(
-                f"expected a positive integer, got {service.capacity!r}", path=f"{spath}.capacity"
-            )
-        for k, outage in enumerate(service.outages):
-            if not 0 <= outage.start_ms <= outage.end_ms:
-                raise SagaDefinitionError(
-                    f"expected 0 <= start <= end, got start {outage.start_ms} ms and end"
-                    f" {outage.end_ms} ms",
-                    path=f"{spath}.outages[{k}]",
-                )
-    for attr in ("loss", "duplicate", "reorder"):
-        value = getattr(saga.broker, attr)
-        if not 0.0 <= value <= 1.0:
-            raise SagaDefinitionError(
-                f"expected a probability in [0, 1], got {value!r}", path=f"broker.{attr}"
-            )
-    if saga.broker.loss == 1 and saga.broker.redelivery.unbounded:
-        raise SagaDefinitionError(
-            "expected loss below 1 with unbounded redelivery (no message would ever arrive), got 1",
-            path="broker.loss",
-        )
-    check_retry(saga.broker.redelivery, "broker.redelivery")
-    if saga.arrivals is not None and not saga.arrivals.rate_per_s > 0:
-        raise SagaDefinitionError(
-            f"expected a positive rate, got {saga.arrivals.rate_per_s!r}/s", path="arrivals.rate"
-        )
+    @property
+    def pivot(self) -> Step | None:
+        """The pivot step wherever it is (a choice branch, a sub-saga), if any."""
+        return next((s for s in self.all_steps() if s.kind == "pivot"), None)
