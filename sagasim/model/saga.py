@@ -1,11 +1,13 @@
-"""The saga model: frozen value objects, and the whole-model rules they obey.
+"""The saga model: frozen value objects.
 
-A :class:`Saga` is an ordered tuple of entries, each a :class:`Step` or a :class:`Parallel`
-group of branches (tuples of steps). Steps and their :class:`Compensation` share the fields of
-an *action*: latency, transient ``failure``, definitive ``reject``, ``timeout_ms``, ``retry``,
+A :class:`Saga` is an ordered tuple of entries: a :class:`Step`, a :class:`Parallel` group of
+branches, a :class:`Choice`, a :class:`Map`, a :class:`SubSaga`, or the ends and jumps
+:class:`Fail`, :class:`Succeed` and :class:`Goto`; the nesting ones hold step lists of their own
+(:func:`walk` visits them all). Steps and their :class:`Compensation` share the fields of an
+*action*: latency, transient ``failure``, definitive ``reject``, ``timeout_ms``, ``retry``,
 ``idempotent`` and ``rejects_late``. Nothing here reads files or runs anything: :mod:`sagasim.io`
 builds these objects from YAML and :mod:`sagasim.io.dsl` from Python; both end in
-:func:`validate`, so a model built either way obeys the same rules.
+:func:`sagasim.model.validate`, so a model built either way obeys the same rules.
 
 Examples
 --------
@@ -13,7 +15,6 @@ Examples
 ...     Step(name="reserve", compensation=Compensation(name="release")),
 ...     Step(name="charge", kind_declared="pivot", reject=0.1),
 ... ))
->>> validate(s)
 >>> [step.kind for step in s.all_steps()]
 ['compensatable', 'pivot']
 >>> s.pivot_index
