@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, cast, get_args
 
+from ..model import validate
 from ..model.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from ..model.saga import (
     Arrivals,
@@ -37,7 +38,6 @@ from ..model.saga import (
     Saga,
     Service,
     Step,
-    validate,
 )
 from .format import (
     COMPENSATION,
