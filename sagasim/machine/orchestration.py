@@ -55,7 +55,9 @@ from statemachine import State, StateMachine
 from statemachine.factory import StateMachineMetaclass
 
 from ..exceptions import StateSpaceLimitError
-from ..model.saga import Action, Saga, Step
+from ..model import Action, Choice, Fail, Goto, Parallel, Saga, Step, SubSaga, Succeed
+from .control import Config, Control
+from .program import branch_labels, core
 
 Phase = Literal["forward", "halting", "compensating", "stuck_wait", "terminal"]
 OUTCOMES = ("committed", "compensated", "leaked", "stuck")
@@ -71,17 +73,20 @@ MAX_MACHINE_STATES = 4_000
 class StateInfo:
     """What a state of the compiled machine means.
 
-    ``running`` lists the actions in flight (steps or compensations, by name); ``completed``
-    the steps whose effect the orchestrator believes applied and not yet undone;
-    ``after_pivot`` whether the pivot has committed.
+    ``running`` lists the actions in flight (steps or compensations, by name); ``after_pivot``
+    whether the pivot has committed. A state with a ``decision`` (a choice's name) is urgent:
+    its only moves are that choice's branch events, taken at once with the branches'
+    probabilities, while ``running`` stays in flight. ``fail`` names the ``fail`` entry (or
+    ``max_visits``) that started recovery, from then on to the end state.
     """
 
     id: str
     phase: Phase
     running: tuple[str, ...]
-    completed: frozenset[str]
     after_pivot: bool
     outcome: str | None = None
+    decision: str | None = None
+    fail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,185 +114,36 @@ class Transition:
         return self.guard == RETRY_GUARD
 
 
-# --- control configurations --------------------------------------------------------------------
-# ("F", entry, positions)            forward; positions[b] = steps completed in branch b
-# ("H", entry, positions, inflight)  a branch failed; inflight[b]: branch b's step still runs
-# ("C", stages, leak)                compensating; stages = ((chain, ...), ...), chain = names
-# ("S", running)                     recovery failed; running actions finish, then stuck
-# ("T", outcome)                     end state
-Config = tuple[Any, ...]
-
-
 class _Compiler:
-    """Breadth-first construction of every control configuration reachable from the start."""
+    """Breadth-first construction of every control configuration reachable from the start
+    (:class:`~sagasim.machine.control.Control` says where each event leads)."""
 
     def __init__(self, saga: Saga) -> None:
         self.saga = saga
-        self.entries: list[tuple[tuple[Step, ...], ...]] = [
-            ((e,),) if isinstance(e, Step) else e.branches for e in saga.steps
-        ]
-        pivot = saga.pivot_index
-        self.pivot = len(self.entries) if pivot is None else pivot
-        self.comp_of: dict[str, Step] = {
-            s.compensation.name: s for s in saga.all_steps() if s.compensation is not None
-        }
-        self.actions: dict[str, Action] = {s.name: s for s in saga.all_steps()}
-        for name, step in self.comp_of.items():
-            assert step.compensation is not None
-            self.actions[name] = step.compensation
+        self.control = Control(saga)
+        self.actions: dict[str, Action] = {a.name: a for a in saga.actions()}
 
-    # -- helpers
-    def start(self, entry: int) -> Config:
-        if entry == len(self.entries):
-            return ("T", "committed")
-        return ("F", entry, tuple(0 for _ in self.entries[entry]))
-
-    def completed(self, config: Config) -> frozenset[str]:
-        kind = config[0]
-        if kind in ("F", "H"):
-            done = [s.name for e in self.entries[: config[1]] for br in e for s in br]
-            for branch, k in zip(self.entries[config[1]], config[2]):
-                done.extend(s.name for s in branch[:k])
-            return frozenset(n for n in done if self._has_effects(n))
-        if kind == "C":
-            return frozenset(self.comp_of[c].name for st in config[1] for ch in st for c in ch)
-        return frozenset()
-
-    def _has_effects(self, step_name: str) -> bool:
-        step = self.actions[step_name]
-        return isinstance(step, Step) and step.effects
-
-    def running(self, config: Config) -> tuple[str, ...]:
-        kind = config[0]
-        if kind == "F":
-            return tuple(
-                br[k].name for br, k in zip(self.entries[config[1]], config[2]) if k < len(br)
-            )
-        if kind == "H":
-            return tuple(
-                br[k].name
-                for br, k, busy in zip(self.entries[config[1]], config[2], config[3])
-                if busy
-            )
-        if kind == "C":
-            return tuple(chain[0] for chain in config[1][0])
-        if kind == "S":
-            return tuple(config[1])
-        return ()
-
-    def recover(self, entry: int, positions: tuple[int, ...]) -> Config:
-        """Backward recovery after a failure at ``entry`` with ``positions`` completed."""
-        leak = False
-        stages: list[tuple[tuple[str, ...], ...]] = []
-        for e in range(entry, -1, -1):
-            counts = positions if e == entry else tuple(len(br) for br in self.entries[e])
-            chains = []
-            for branch, k in zip(self.entries[e], counts):
-                chain = []
-                for step in reversed(branch[:k]):
-                    if step.compensation is not None:
-                        chain.append(step.compensation.name)
-                    elif step.effects:
-                        leak = True
-                if chain:
-                    chains.append(tuple(chain))
-            if chains:
-                stages.append(tuple(chains))
-        if self.saga.compensation_order == "parallel":
-            flat = tuple((c,) for stage in stages for chain in stage for c in chain)
-            stages = [flat] if flat else []
-        if not stages:
-            return ("T", "leaked" if leak else "compensated")
-        return ("C", tuple(stages), leak)
-
-    def stuck_wait(self, running: list[str]) -> Config:
-        return ("S", tuple(running)) if running else ("T", "stuck")
-
-    # -- the semantics: where an event leads
-    def on_success(self, config: Config, action: str) -> Config:
-        kind = config[0]
-        if kind == "F":
-            entry, positions = config[1], list(config[2])
-            b = self.running_branch(config, action)
-            positions[b] += 1
-            branches = self.entries[entry]
-            if all(k == len(br) for k, br in zip(positions, branches)):
-                return self.start(entry + 1)
-            return ("F", entry, tuple(positions))
-        if kind == "H":
-            entry, positions, inflight = config[1], list(config[2]), list(config[3])
-            b = self.running_branch(config, action)
-            positions[b] += 1
-            inflight[b] = False
-            return self.halted(entry, tuple(positions), tuple(inflight))
-        if kind == "C":
-            return self.compensation_done(config, action)
-        return self.stuck_wait([a for a in config[1] if a != action])
-
-    def on_failure(self, config: Config, action: str) -> Config:
-        kind = config[0]
-        if kind == "F":
-            entry, positions = config[1], config[2]
-            others = [a for a in self.running(config) if a != action]
-            if entry > self.pivot:
-                return self.stuck_wait(others)
-            if not others:
-                return self.recover(entry, positions)
-            b = self.running_branch(config, action)
-            inflight = tuple(
-                k < len(br) and i != b
-                for i, (br, k) in enumerate(zip(self.entries[entry], positions))
-            )
-            return ("H", entry, positions, inflight)
-        if kind == "H":
-            b = self.running_branch(config, action)
-            inflight = tuple(busy and i != b for i, busy in enumerate(config[3]))
-            return self.halted(config[1], config[2], inflight)
-        if kind == "C":
-            return self.stuck_wait([a for a in self.running(config) if a != action])
-        return self.stuck_wait([a for a in config[1] if a != action])
-
-    def halted(self, entry: int, positions: tuple[int, ...], inflight: tuple[bool, ...]) -> Config:
-        if any(inflight):
-            return ("H", entry, positions, inflight)
-        return self.recover(entry, positions)
-
-    def compensation_done(self, config: Config, action: str) -> Config:
-        stages, leak = config[1], config[2]
-        current = tuple(chain[1:] if chain[0] == action else chain for chain in stages[0] if chain)
-        current = tuple(chain for chain in current if chain)
-        rest = ((current,) if current else ()) + stages[1:]
-        if not rest:
-            return ("T", "leaked" if leak else "compensated")
-        return ("C", rest, leak)
-
-    def running_branch(self, config: Config, action: str) -> int:
-        for b, branch in enumerate(self.entries[config[1]]):
-            if any(step.name == action for step in branch):
-                return b
-        raise KeyError(action)
-
-    # -- the walk
     def events_of(self, action: str) -> list[str]:
         possible = self.saga.possible_events(self.actions[action])
         return ["ok", *(kind for kind in possible if kind != "ok")]
 
     def build(self) -> tuple[dict[str, StateInfo], list[Transition]]:
+        control = self.control
         ids: dict[Config, str] = {}
         used: dict[str, int] = {}
         queue: deque[Config] = deque()
 
         def name(config: Config) -> str:
             if config not in ids:
-                base = config[1] if config[0] == "T" else "__".join(self.running(config))
-                base = {"H": "halting__", "S": "stuck_waiting__"}.get(config[0], "") + base
                 if len(ids) >= MAX_MACHINE_STATES:
                     raise StateSpaceLimitError(
                         f"{self.saga.name}: the orchestrator alone has more than "
                         f"{MAX_MACHINE_STATES:,} states (a parallel group of b branches of n "
-                        "steps has about (n + 1) ** b); use fewer or narrower parallel groups, "
-                        "or fewer steps"
+                        "steps has about (n + 1) ** b, and a map of n items is a group of n "
+                        "branches); use fewer or narrower parallel groups, smaller maps or a "
+                        "lower concurrency, or fewer steps"
                     )
+                base = self.base_name(config)
                 used[base] = used.get(base, 0) + 1
                 ids[config] = base if used[base] == 1 else f"{base}_{used[base]}"
                 queue.append(config)
@@ -295,28 +151,47 @@ class _Compiler:
 
         infos: dict[str, StateInfo] = {}
         transitions: list[Transition] = []
-        name(self.start(0))
+        name(control.start())
         while queue:
             config = queue.popleft()
             sid = ids[config]
             infos[sid] = self.info(sid, config)
-            for action in self.running(config):
+            choice = control.decision(config)
+            if choice is not None:
+                labels, chances = branch_labels(choice), choice.probabilities
+                for b, (label, p) in enumerate(zip(labels, chances)):
+                    if p > 0:
+                        target = name(control.choose(config, b))
+                        transitions.append(Transition(sid, f"{choice.name}.{label}", target))
+                continue
+            for action in control.running(config):
                 attempts = self.actions[action].retry.attempts
                 for kind in self.events_of(action):
                     event = f"{action}.{kind}"
                     if kind == "ok":
-                        target = name(self.on_success(config, action))
+                        target = name(control.success(config, action))
                         transitions.append(Transition(sid, event, target))
                         continue
                     if kind == "reject" or attempts == 1:
-                        target = name(self.on_failure(config, action))
+                        target = name(control.failure(config, action))
                         transitions.append(Transition(sid, event, target))
                         continue
                     transitions.append(Transition(sid, event, sid, RETRY_GUARD))
                     if attempts is not None:
-                        target = name(self.on_failure(config, action))
+                        target = name(control.failure(config, action))
                         transitions.append(Transition(sid, event, target, "!" + RETRY_GUARD))
         return infos, transitions
+
+    def base_name(self, config: Config) -> str:
+        """A state's id before de-duplication: what runs, or the end state (and its fail)."""
+        kind = config[0]
+        if kind == "T":
+            return config[1] if config[2] is None else f"{config[1]}__{config[2]}"
+        running = "__".join(self.control.running(config))
+        choice = self.control.decision(config)
+        if choice is not None:
+            return f"deciding_{choice.name}" + (f"__{running}" if running else "")
+        return {"H": "halting__", "S": "stuck_waiting__"}.get(kind, "") + running
 
     def info(self, sid: str, config: Config) -> StateInfo:
         kind = config[0]
@@ -327,14 +202,15 @@ class _Compiler:
             "S": "stuck_wait",
             "T": "terminal",
         }[kind]  # type: ignore[assignment]
-        after = kind == "F" and config[1] > self.pivot
+        choice = self.control.decision(config)
         return StateInfo(
             id=sid,
             phase=phase,
-            running=self.running(config),
-            completed=self.completed(config),
-            after_pivot=after,
+            running=self.control.running(config),
+            after_pivot=kind == "F" and config[4],
             outcome=config[1] if kind == "T" else None,
+            decision=None if choice is None else choice.name,
+            fail=config[-1] if kind in ("H", "C", "S", "T") else None,
         )
 
 
@@ -351,16 +227,26 @@ def _signature(saga: Saga) -> tuple[Any, ...]:
         retry_shape = "unbounded" if attempts is None else min(attempts, 2)
         return (a.name, saga.possible_events(a), retry_shape)
 
-    def step_shape(s: Step) -> tuple[Any, ...]:
-        return (action_shape(s), s.kind, s.effects, action_shape(s.compensation))
+    def shape(e: Any) -> tuple[Any, ...]:
+        if isinstance(e, Step):
+            comp = action_shape(e.compensation)
+            return (action_shape(e), e.kind, e.effects, comp, e.compensate_on_failure, e.max_visits)
+        if isinstance(e, Parallel):
+            return ("parallel", e.concurrency, tuple(tuple(map(shape, b)) for b in e.branches))
+        if isinstance(e, Choice):
+            possible = tuple(p > 0 for p in e.probabilities)
+            steps = tuple(tuple(map(shape, b.steps)) for b in e.branches)
+            return ("choice", e.name, branch_labels(e), possible, steps)
+        if isinstance(e, SubSaga):
+            steps = tuple(map(shape, e.saga.steps))
+            return ("saga", e.name, action_shape(e.compensation), steps)
+        if isinstance(e, (Fail, Succeed)):
+            return (type(e).__name__, e.name)
+        if isinstance(e, Goto):
+            return ("goto", e.target)
+        raise AssertionError(f"{e!r} is not in a core saga")
 
-    entries = tuple(
-        step_shape(e)
-        if isinstance(e, Step)
-        else tuple(tuple(map(step_shape, b)) for b in e.branches)
-        for e in saga.steps
-    )
-    return (saga.name, saga.compensation_order, entries)
+    return (saga.name, saga.compensation_order, tuple(map(shape, saga.steps)))
 
 
 class Machine:
@@ -466,7 +352,7 @@ _class_counter = 0
 def _build_class(saga_name: str, infos: dict[str, StateInfo], edges: list[Transition]) -> type:
     states = {
         sid: State(
-            name=sid if info.outcome else " + ".join(info.running),
+            name=sid if info.outcome or info.decision else " + ".join(info.running),
             initial=index == 0,
             final=info.outcome is not None,
         )
@@ -512,7 +398,11 @@ def table_from_class(machine_class: type) -> list[Transition]:
 
 
 def compile_saga(saga: Saga) -> Machine:
-    """The machine of ``saga``, built once per shape and cached (classes register globally)."""
+    """The machine of ``saga``, built once per shape and cached (classes register globally).
+
+    A saga with maps compiles as its :func:`~sagasim.machine.program.core`, which every answer
+    then reads its actions from."""
+    saga = core(saga)
     signature = _signature(saga)
     cached = _SHAPES.get(signature)
     if cached is None:
