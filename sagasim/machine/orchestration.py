@@ -264,13 +264,19 @@ class Machine:
         self.machine_class: type[StateMachine] = _build_class(saga.name, infos, edges)
         self.transitions: list[Transition] = table_from_class(self.machine_class)
         self.table: dict[tuple[str, str], tuple[Transition, ...]] = {}
+        self.outgoing: dict[str, list[Transition]] = {}
         for t in self.transitions:
             self.table[(t.source, t.event)] = (*self.table.get((t.source, t.event), ()), t)
+            self.outgoing.setdefault(t.source, []).append(t)
 
     def __repr__(self) -> str:
         return (
             f"<Machine {self.name}: {len(self.states)} states, {len(self.transitions)} transitions>"
         )
+
+    def transitions_from(self, state: str) -> list[Transition]:
+        """Every edge out of ``state``, in the machine's order."""
+        return self.outgoing.get(state, [])
 
     @property
     def terminals(self) -> dict[str, str]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from ..model.saga import Saga
+from .program import repeatable
 
 Ledger = tuple[int, ...]
 
@@ -51,7 +52,9 @@ class Participants:
 
     Layout of a ledger: for each step with effects, how many times its effect is applied now,
     then whether its compensation has run, then for each action that can land late how many
-    timed-out attempts are still pending, then the anomaly bits.
+    timed-out attempts are still pending, then for each step with effects that a ``goto`` can
+    run again how many of its successes the orchestrator has seen (a second visit's effect is
+    not a duplicate of the first's), then the anomaly bits.
     """
 
     def __init__(self, saga: Saga, cap: int | None = None) -> None:
@@ -68,7 +71,9 @@ class Participants:
         self.pending_index = {a.name: 2 * n + i for i, a in enumerate(late)}
         #: Actions whose timed-out attempt may also never land (the participant failed it).
         self.may_be_lost = {a.name for a in late if saga.can_fail(a) or a.reject > 0}
-        self.flags = 2 * n + len(late)
+        again = [s.name for s in steps if s.name in repeatable(saga)]
+        self.seen_index = {name: 2 * n + len(late) + i for i, name in enumerate(again)}
+        self.flags = 2 * n + len(late) + len(again)
         self._steps = n
         self.initial: Ledger = (0,) * (self.flags + 1)
 
@@ -94,7 +99,9 @@ class Participants:
             return self._undo(ledger, self.undoes[action])
         if action not in self.effect_index:
             return ledger
-        return self._apply(ledger, action, late=False, running=True)
+        ledger = self._apply(ledger, action, late=False, running=True)
+        i = self.seen_index.get(action)
+        return ledger if i is None else self._set(ledger, i, ledger[i] + 1)
 
     def timed_out(self, ledger: Ledger, action: str) -> Ledger:
         """An attempt of ``action`` timed out: it may still land later."""
@@ -155,9 +162,14 @@ class Participants:
         i = self.effect_index[step]
         applied = ledger[i]
         idempotent = step in self.idempotent
+        seen = self.seen_index.get(step)
+        # a step run again by a goto: only what exceeds the visits seen is a duplicate
+        again = seen is not None and (
+            applied < ledger[seen] or (applied == ledger[seen] and not late)
+        )
         if late and ledger[self._steps + i]:
             flag = HANGING
-        elif applied and not idempotent:
+        elif applied and not idempotent and not again:
             flag = DUPLICATE
         elif late and not applied and not running:
             flag = LATE_LEAK

@@ -38,10 +38,11 @@ from ..model import (
     Saga,
     Step,
     SubSaga,
+    blocks_of,
     walk,
 )
 
-__all__ = ["branch_labels", "core", "decision_events"]
+__all__ = ["branch_labels", "core", "decision_events", "ends", "repeatable"]
 
 #: Event kinds of an attempt; a branch label must not read like one.
 ATTEMPT_KINDS = frozenset({"ok", "fail", "reject", "timeout", "late_ok", "late_fail"})
@@ -170,3 +171,36 @@ def ends(saga: Saga) -> tuple[str, ...]:
     if any(isinstance(e, Step) and e.max_visits is not None for e in walk(saga.steps)):
         names.append("max_visits")
     return tuple(dict.fromkeys(names))
+
+
+def repeatable(saga: Saga) -> frozenset[str]:
+    """The steps a backward ``goto`` can reach again: each lies in a cycle from the goto's
+    target up to the entry holding the goto, in the list where the target is.
+
+    >>> from sagasim.model import Saga, Step, Goto
+    >>> sorted(repeatable(Saga(name="s", steps=(
+    ...     Step(name="a"), Step(name="b"), Goto(target="b")))))
+    ['b']
+    """
+    found: set[str] = set()
+
+    def visit(block: tuple[Entry, ...], outer: list[tuple[tuple[Entry, ...], int]]) -> None:
+        for i, entry in enumerate(block):
+            chain = [*outer, (block, i)]
+            if isinstance(entry, Goto):
+                for held, at in reversed(chain):
+                    target = next(
+                        (t for t, e in enumerate(held) if getattr(e, "name", None) == entry.target),
+                        None,
+                    )
+                    if target is not None:
+                        if target <= at:
+                            found.update(
+                                e.name for e in walk(held[target : at + 1]) if isinstance(e, Step)
+                            )
+                        break
+            for inner in blocks_of(entry):
+                visit(inner, chain)
+
+    visit(saga.steps, [])
+    return frozenset(found)

@@ -40,6 +40,7 @@ from typing import Any
 from ..exceptions import StateSpaceLimitError
 from ..machine.orchestration import Machine, compile_saga
 from ..machine.participants import Ledger, Participants
+from ..machine.program import core
 from ..model.saga import Retry, Saga
 
 #: Counts (applications, pending late attempts) saturate here so the space stays finite.
@@ -128,6 +129,7 @@ def explore(
     unbounded actions matter only for the backoff delay, so they are tracked only when
     ``timed`` and only until the delay stops growing (:func:`_saturation`).
     """
+    saga = core(saga)
     machine = compile_saga(saga)
     people = Participants(saga, cap=CAP) if participants else None
     space = StateSpace(saga=saga, machine=machine, participants=people)
@@ -156,7 +158,7 @@ def explore(
         moves = control_moves[control]
         if moves is None:
             moves = memo.expand_control(control)
-        late = late_moves[ledger]
+        late = late_moves[ledger] if not memo.deciding[control] else ()
         if late is None:
             late = memo.expand_ledger(ledger)
         if not moves and not late:
@@ -322,6 +324,9 @@ class _Memo:
         #: the search first expands it).
         self.control_moves: list[tuple[_Edge, ...] | None] = []
         self.running: list[frozenset[str]] = []  # the actions running, per control
+        #: Per control: whether its machine state decides a choice (no time passes there, so
+        #: no late landing happens in it).
+        self.deciding: list[bool] = []
         self.running_sets: dict[str, frozenset[str]] = {}  # the same, per machine state
         self.ledger_table = _Ledgers()
         self.ledgers = self.ledger_table.values
@@ -341,6 +346,7 @@ class _Memo:
             if running is None:
                 running = self.running_sets[sid] = frozenset(self.machine.states[sid].running)
             self.running.append(running)
+            self.deciding.append(self.machine.states[sid].decision is not None)
         return i
 
     def ledger(self, ledger: Ledger) -> int:
@@ -353,7 +359,7 @@ class _Memo:
         known, states = self.control_ids, self.states
         edges = []
         for move in self.moves_of(sid):
-            attempt = attempts[move.position]
+            attempt = attempts[move.position] if move.position >= 0 else 1
             branch = move.left if move.limit is None or attempt < move.limit else move.exhausted
             new_attempts = branch.pick(padded)
             if branch.retry and (move.limit is not None or attempt < move.saturation):
@@ -404,6 +410,13 @@ class _Memo:
             return moves
         machine, running = self.machine, self.machine.states[sid].running
         moves = self.state_moves[sid] = []
+        if machine.states[sid].decision is not None:
+            for edge in machine.transitions_from(sid):
+                after = machine.states[edge.target].running
+                carry = tuple(running.index(a) if a in running else -1 for a in after)
+                branch = _Branch(edge.target, _picker(carry), False, None)
+                moves.append(_Move(-1, edge.action, edge.kind, edge.event, None, 1, branch, branch))
+            return moves
         for position, name in enumerate(running):
             possible, limit, saturation = self.outcomes[name]
             for kind in possible:
