@@ -163,10 +163,9 @@ class Participants:
         applied = ledger[i]
         idempotent = step in self.idempotent
         seen = self.seen_index.get(step)
-        # a step run again by a goto: only what exceeds the visits seen is a duplicate
-        again = seen is not None and (
-            applied < ledger[seen] or (applied == ledger[seen] and not late)
-        )
+        # A step a goto runs again: an effect beyond the successes seen so far is a duplicate.
+        # (A late landing cannot tell which visit sent it; it counts as the current visit's.)
+        again = seen is not None and applied <= ledger[seen]
         if late and ledger[self._steps + i]:
             flag = HANGING
         elif applied and not idempotent and not again:
