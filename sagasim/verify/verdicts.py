@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..machine.orchestration import OUTCOMES
-from ..model.saga import Saga, Step
+from ..machine import OUTCOMES, compile_saga, ends
+from ..model import Saga
 from .choreography import ChoreographySpace, explore_choreography
+from .lint import Warning, lint
 from .statespace import DEFAULT_MAX_STATES, StateSpace, explore
 
 #: What ``--fail-on`` may name, and what it names by default.
@@ -42,14 +43,6 @@ class Violation:
     trace: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Warning:
-    """A design defect found without exploring: a code, and one sentence with the fix."""
-
-    code: str
-    message: str
-
-
 @dataclass(slots=True)
 class CheckReport:
     """What ``check`` found: counts, violations with shortest traces, and warnings."""
@@ -63,6 +56,8 @@ class CheckReport:
     warnings: list[Warning]
     anomalies: dict[str, int] = field(default_factory=dict)
     space: StateSpace | ChoreographySpace | None = None
+    #: End states by the name of the ``fail`` entry that led there (sagas with fail entries).
+    fails: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md (``anomalies`` counts end states with each anomaly)."""
@@ -75,7 +70,7 @@ class CheckReport:
             "anomalies": dict(self.anomalies),
             "violations": [{"outcome": v.outcome, "trace": list(v.trace)} for v in self.violations],
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
-        }
+        } | ({"fails": dict(self.fails)} if self.fails else {})
 
     def to_text(self) -> str:
         """The human report."""
@@ -86,6 +81,10 @@ class CheckReport:
             "  end states: "
             + ", ".join(f"{name} {count:,}" for name, count in self.end_states.items()),
         ]
+        if self.fails:
+            lines.append(
+                "  by fail: " + ", ".join(f"{name} {count:,}" for name, count in self.fails.items())
+            )
         found = {k: n for k, n in self.anomalies.items() if n}
         if found:
             lines.append(
@@ -133,6 +132,7 @@ def check(
         if kind in fail_on and kind in space.first_end
     ]
     return CheckReport(
+        fails=_fails(saga, space),
         saga=saga.name,
         consistent=not violations,
         states=len(space.nodes),
@@ -145,145 +145,16 @@ def check(
     )
 
 
-def lint(saga: Saga) -> list[Warning]:
-    """Design defects visible in the model itself, each with its fix."""
-    warnings: list[Warning] = []
-    steps = list(saga.all_steps())
-    pivot_index = saga.pivot_index
-    pivot_name = None
-    after_pivot: set[str] = set()
-    if pivot_index is not None:
-        pivot = saga.steps[pivot_index]
-        assert isinstance(pivot, Step)
-        pivot_name = pivot.name
-        after_pivot = {s.name for s in steps[steps.index(pivot) + 1 :]}
-
-    def can_fail(step: Step) -> bool:
-        return step.failure > 0 or step.reject > 0 or step.p_timeout > 0
-
-    for i, step in enumerate(steps):
-        comp = step.compensation
-        if comp is not None and step.name in after_pivot:
-            warnings.append(
-                Warning(
-                    "compensation-after-pivot",
-                    f"{step.name} has a compensation but runs after the pivot {pivot_name}, where "
-                    "the saga only moves forward, so it never runs: move the step before the pivot "
-                    "or make it retriable without a compensation.",
-                )
-            )
-        if comp is not None and not step.effects:
-            warnings.append(
-                Warning(
-                    "read-only-compensation",
-                    f"{step.name} is read-only (effects: false) yet has a compensation {comp.name} "
-                    "with nothing to undo: remove the compensation or declare the effects.",
-                )
-            )
-        if step.effects and comp is None and step.name not in after_pivot:
-            later = [s.name for s in steps[i + 1 :] if can_fail(s) and s.name not in after_pivot]
-            if step.kind != "pivot" and later:
-                warnings.append(
-                    Warning(
-                        "uncompensated-effect",
-                        f"{step.name} has effects and no compensation, and {later[0]} can fail "
-                        "after it: that failure leaves its effect in place (leaked); add a "
-                        "compensation, move it after the pivot, or declare effects: false.",
-                    )
-                )
-        for action in (step, comp):
-            if action is None:
-                continue
-            if action.timeout_ms is not None and not (action.idempotent or action.rejects_late):
-                warnings.append(
-                    Warning(
-                        "ambiguous-timeout",
-                        f"{action.name} has a timeout but is neither idempotent nor rejects_late: "
-                        "a timed-out attempt may still land after a retry (duplicate) or after its "
-                        "compensation (hanging); make it idempotent and have the participant "
-                        "reject late work.",
-                    )
-                )
-            if action.retry.unbounded and action.failure >= 1:
-                warnings.append(
-                    Warning(
-                        "retries-forever",
-                        f"{action.name} retries without bound but every attempt fails "
-                        "(failure 1): the saga never ends; lower the failure or bound the "
-                        "attempts.",
-                    )
-                )
-        if comp is not None and step.name not in after_pivot:
-            fragile = comp.failure > 0 or comp.p_timeout > 0
-            if comp.reject > 0 or (fragile and not comp.retry.unbounded):
-                warnings.append(
-                    Warning(
-                        "fragile-compensation",
-                        f"compensation {comp.name} can fail and has "
-                        f"{_attempts(comp.retry.attempts)}: when they run out the saga is stuck "
-                        "and needs manual repair; retry compensations without bound and make "
-                        "sure they cannot be rejected.",
-                    )
-                )
-        if step.name in after_pivot and (
-            step.reject > 0 or (can_fail(step) and not step.retry.unbounded)
-        ):
-            why = (
-                "can be rejected"
-                if step.reject > 0
-                else (f"can fail and has {_attempts(step.retry.attempts)}")
-            )
-            warnings.append(
-                Warning(
-                    "fragile-forward-step",
-                    f"{step.name} runs after the pivot {pivot_name} and {why}: the saga cannot "
-                    "go back, so it ends stuck; make it retriable with unbounded retries and no "
-                    "rejection.",
-                )
-            )
-    return warnings + _broker_lint(saga)
-
-
-def _broker_lint(saga: Saga) -> list[Warning]:
-    """Defects of a choreography's broker, or a broker an orchestration ignores."""
-    broker = saga.broker
-    if saga.coordination == "orchestration":
-        if broker == type(broker)():
-            return []
-        message = (
-            "the model sets a broker but coordination is orchestration, which calls services "
-            "directly: set coordination: choreography or remove the broker."
-        )
-        return [Warning("broker-ignored", message)]
-    warnings = []
-    if broker.loss > 0 and broker.redelivery.attempts is not None:
-        warnings.append(
-            Warning(
-                "lossy-broker",
-                f"the broker loses messages (loss {broker.loss:g}) and sends each at most "
-                f"{_times(broker.redelivery.attempts)}: a message lost for good stalls the saga "
-                "(stuck); redeliver without bound (redelivery: {attempts: unbounded}).",
-            )
-        )
-    if broker.duplicate > 0:
-        naive = [s.name for s in saga.all_steps() if s.effects and not s.idempotent]
-        if naive:
-            warnings.append(
-                Warning(
-                    "duplicate-delivery",
-                    f"the broker can deliver a message twice, and {', '.join(naive)} "
-                    f"{'is' if len(naive) == 1 else 'are'} not idempotent: a duplicated event "
-                    "applies the effect again; deduplicate by saga id (idempotent: true).",
-                )
-            )
-    return warnings
-
-
-def _attempts(attempts: int | None) -> str:
-    if attempts is None:
-        return "unbounded attempts"
-    return "1 attempt" if attempts == 1 else f"{attempts} attempts"
-
-
-def _times(attempts: int) -> str:
-    return {1: "once", 2: "twice"}.get(attempts, f"{attempts} times")
+def _fails(saga: Saga, space: StateSpace | ChoreographySpace) -> dict[str, int]:
+    """End states of an orchestrated saga by fail name (each fail entry of the model, and
+    ``max_visits``), or nothing when it has no fail entries."""
+    names = ends(saga) if saga.coordination == "orchestration" else ()
+    if not names:
+        return {}
+    states = compile_saga(saga).states
+    counts = dict.fromkeys(names, 0)
+    for i in space.ends:
+        fail = states[space.nodes[i][0]].fail
+        if fail is not None:
+            counts[fail] += 1
+    return counts
