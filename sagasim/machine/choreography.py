@@ -66,6 +66,7 @@ from typing import NamedTuple
 from statemachine import State, StateMachine
 
 from ..exceptions import SagaSimError
+from ..model import Choice, Fail, Goto, Map, Parallel, SubSaga, Succeed, walk
 from ..model.saga import Action, Saga, Step
 from .orchestration import RETRY_GUARD, Transition, build_class, retry_left, table_from_class
 from .participants import Ledger, Participants
@@ -558,10 +559,47 @@ _CACHE: dict[tuple[Saga, int | None], Choreography] = {}
 def compile_choreography(saga: Saga, cap: int | None = None) -> Choreography:
     """The choreography of ``saga`` (whatever its ``coordination`` says), built once per saga.
 
-    ``cap`` saturates the participants' counts, as the checker needs.
+    ``cap`` saturates the participants' counts, as the checker needs. A saga that uses the
+    graph model (choices, ends, jumps, maps, sub-sagas, self-compensation) is refused with one
+    line: its roles cannot be read off a straight line of steps yet.
+
+    >>> from sagasim.model import Fail, Saga, Step
+    >>> compile_choreography(Saga(name="s", steps=(Step(name="a"), Fail(name="no"))))
+    Traceback (most recent call last):
+    ...
+    sagasim.exceptions.SagaSimError: s: steps[1] is a fail entry (no), which a choreography ...
     """
+    _refuse_graph(saga)
     key = (replace(saga, coordination="choreography"), cap)
     cached = _CACHE.get(key)
     if cached is None:
         cached = _CACHE[key] = Choreography(key[0], cap)
     return cached
+
+
+def _refuse_graph(saga: Saga) -> None:
+    """One line naming the first construct a choreography cannot run yet, and what to do."""
+    for index, entry in enumerate(saga.steps):
+        found = next((e for e in walk((entry,)) if _graph_entry(e)), None)
+        if found is None:
+            continue
+        what = {
+            Choice: "a choice",
+            Fail: "a fail entry",
+            Succeed: "a succeed entry",
+            Goto: "a goto",
+            Map: "a map",
+            SubSaga: "a sub-saga",
+        }.get(type(found), "a step with compensate_on_failure or max_visits")
+        name = getattr(found, "name", getattr(found, "target", ""))
+        raise SagaSimError(
+            f"{saga.name}: steps[{index}] is {what} ({name}), which a choreography cannot run "
+            "yet: services react to a straight line of steps and parallel groups; run it "
+            "orchestrated (coordination: orchestration)"
+        )
+
+
+def _graph_entry(entry: object) -> bool:
+    if isinstance(entry, Step):
+        return entry.compensate_on_failure or entry.max_visits is not None
+    return not isinstance(entry, Parallel) or entry.concurrency is not None
