@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..exceptions import SagaDefinitionError
 from ..model.latency import Constant
-from ..model.saga import Action, Compensation, Entry, Parallel, Retry, Saga, Step
+from ..model.saga import Action, Compensation, Entry, Parallel, Retry, Saga, Step, line_of
 from .common import MAX_ATTEMPTS, snake_case
 
 #: What exported ``Task`` states invoke: the Lambda function named after the action.
@@ -116,7 +116,7 @@ class _Writer:
         """
         branches: list[dict[str, Any]] = []
         undo: list[list[tuple[Compensation, str, str]]] = []  # per branch: what, whose, state
-        for b, branch in enumerate(group.branches):
+        for b, branch in enumerate(cast(tuple[tuple[Step, ...], ...], group.branches)):
             states: dict[str, Any] = {}
             inner: str | None = None  # the head of the branch's own chain
             undo.append([])
@@ -199,6 +199,12 @@ def to_asl(saga: Saga) -> dict[str, Any]:
     if saga.compensation_order != "reverse":
         message = "expected reverse, got parallel (a Catch chain undoes one step after another)"
         raise SagaDefinitionError(message, path="compensation_order")
+    if saga.is_graph:
+        message = (
+            "expected steps and parallel groups of steps, got the graph model (choices, ends, "
+            "jumps, maps, sub-sagas or self-compensation), which export does not write yet"
+        )
+        raise SagaDefinitionError(message, path="steps")
     writer = _Writer(saga)
     fail, succeed = writer.unique("Compensated"), writer.unique("Committed")
     pivot = saga.pivot_index
@@ -215,6 +221,7 @@ def to_asl(saga: Saga) -> dict[str, Any]:
         if isinstance(entry, Parallel):
             head = writer.group(entry, names[index], head, catch=catch, then=then, keep=keep)
             continue
+        assert isinstance(entry, Step)  # a graph saga was refused above
         writer.states[names[index]] = writer.step(entry, catch, then, keep)
         comp = entry.compensation
         if comp is not None and keep:
@@ -289,16 +296,16 @@ def structural(saga: Saga) -> Saga:
         return replace(_carried(step), compensation=comp and _carried(comp))
 
     entries: list[Entry] = []
-    for index, entry in enumerate(saga.steps):
-        if isinstance(entry, Step):
-            entries.append(carried(entry, index < last))
+    for index, groups in enumerate(line_of(saga)):
+        if isinstance(saga.steps[index], Step):
+            entries.append(carried(groups[0][0], index < last))
             continue
         branches = tuple(
             tuple(
                 carried(step, index <= last and (k < len(branch) - 1 or index < last))
                 for k, step in enumerate(branch)
             )
-            for branch in entry.branches
+            for branch in groups
         )
         entries.append(Parallel(branches=branches))
     return replace(saga, steps=tuple(entries), services=(), arrivals=None)

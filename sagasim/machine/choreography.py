@@ -67,7 +67,7 @@ from statemachine import State, StateMachine
 
 from ..exceptions import SagaSimError
 from ..model import Choice, Fail, Goto, Map, Parallel, SubSaga, Succeed, walk
-from ..model.saga import Action, Saga, Step
+from ..model.saga import Action, Saga, Step, line_of
 from .orchestration import RETRY_GUARD, Transition, build_class, retry_left, table_from_class
 from .participants import Ledger, Participants
 
@@ -119,7 +119,7 @@ class _Place(NamedTuple):
 
 def roles(saga: Saga) -> tuple[Role, ...]:
     """The roles of ``saga``'s steps, in step order (see the module docstring for the rules)."""
-    entries = [((e,),) if isinstance(e, Step) else e.branches for e in saga.steps]
+    entries = line_of(saga)
     pivot = len(entries) if saga.pivot_index is None else saga.pivot_index
     place: dict[str, _Place] = {}
     steps: dict[str, Step] = {}

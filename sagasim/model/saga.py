@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from .latency import Constant, Latency
 
@@ -49,6 +49,7 @@ __all__ = [
     "SubSaga",
     "Succeed",
     "blocks_of",
+    "line_of",
     "replace",
     "walk",
 ]
@@ -292,6 +293,23 @@ def blocks_of(entry: Entry) -> tuple[tuple[Entry, ...], ...]:
     if isinstance(entry, SubSaga):
         return (entry.saga.steps,)
     return ()
+
+
+def line_of(saga: Saga) -> list[tuple[tuple[Step, ...], ...]]:
+    """The entries of a saga that is a straight line of steps and parallel groups of steps,
+    each as its branches of steps (a step is one branch of one step).
+
+    >>> line_of(Saga(name="s", steps=(Step(name="a"), Parallel(branches=((Step(name="b"),),)))))
+    [((Step(name='a', ...),), ((Step(name='b', ...),),)]
+    """
+    if saga.is_graph:
+        raise ValueError(f"{saga.name} is not a straight line of steps and parallel groups")
+    # a straight line holds only steps and groups of steps: the casts say what was checked
+    return [
+        ((e,),) if isinstance(e, Step) else cast(tuple[tuple[Step, ...], ...], e.branches)
+        for e in saga.steps
+        if isinstance(e, (Step, Parallel))
+    ]
 
 
 def walk(entries: tuple[Entry, ...]) -> Iterator[Entry]:

@@ -154,7 +154,9 @@ def _fails(saga: Saga, space: StateSpace | ChoreographySpace) -> dict[str, int]:
     states = compile_saga(saga).states
     counts = dict.fromkeys(names, 0)
     for i in space.ends:
-        fail = states[space.nodes[i][0]].fail
+        sid = space.nodes[i][0]
+        assert isinstance(sid, str)  # an orchestrated state space: machine state ids
+        fail = states[sid].fail
         if fail is not None:
             counts[fail] += 1
     return counts
