@@ -292,7 +292,7 @@ class Machine:
 
     def instantiate(self, saga: Saga) -> StateMachine:
         """A live python-statemachine instance of ``saga`` (a saga of this machine's shape)."""
-        return self.machine_class(Attempts(self, saga))
+        return self.machine_class(Attempts(self, core(saga)))
 
 
 @dataclass(slots=True)
