@@ -50,6 +50,7 @@ from ..exceptions import EndlessRetryError, SagaSimError
 from ..machine import orchestration as machine
 from ..machine.orchestration import OUTCOMES, compile_saga
 from ..machine.participants import Participants
+from ..machine.program import core, decision_events, ends
 from ..model.saga import Action, Compensation, Saga
 from .results import Results, ServiceStats, assemble, empty_columns
 from .traces import Span, TraceEvent
@@ -77,7 +78,7 @@ class Plan:
     """What the simulator looks up per event, in lists indexed by action and state numbers."""
 
     def __init__(self, saga: Saga) -> None:
-        self.saga = saga
+        self.saga = saga = core(saga)
         self.machine = machine = compile_saga(saga)
         self.people = people = Participants(saga)
         self.actions: list[Action] = list(saga.actions())
@@ -103,12 +104,30 @@ class Plan:
         self.running_names = [info.running for info in infos]
         self.running = [tuple(index[a] for a in info.running) for info in infos]
         self.outcome = [OUTCOMES.index(i.outcome) if i.outcome else -1 for i in infos]
+        self.fail_names = ends(saga)
+        self.fail = [self.fail_names.index(i.fail) + 1 if i.fail else 0 for i in infos]
+        # decide[state]: for a state deciding a choice, the cumulative branch probabilities
+        # and the edge each branch takes; None elsewhere
+        chances = decision_events(saga)
+        self.decide: list[tuple[list[float], list[Move]] | None] = [None] * len(infos)
+        for s, info in enumerate(infos):
+            if info.decision is not None:
+                edges = machine.transitions_from(self.state_ids[s])
+                total, bounds, moves = 0.0, [], []
+                for e in edges:
+                    total += chances[e.event][2]
+                    bounds.append(total)
+                    moves.append(self.decision_move(s, self.sindex[e.target], e.event))
+                bounds[-1] = math.inf  # rounding never leaves a draw without a branch
+                self.decide[s] = (bounds, moves)
         # moves[state][position][kind]: the edges with attempts left and with none left
         self.moves: list[list[list[tuple[Move, Move] | None]]] = [
             [[None] * len(KINDS) for _ in running] for running in self.running_names
         ]
         for sid, event in machine.table:
             name, kind = event.rsplit(".", 1)
+            if name not in index:  # a decision: see decide
+                continue
             s, limit = self.sindex[sid], self.limit[index[name]]
             position, k = self.running_names[s].index(name), KINDS.index(kind)
             left, exhausted = (machine.step(sid, event, b or limit is None) for b in (True, False))
@@ -139,6 +158,18 @@ class Plan:
         )
         effects: Effects | None = (tuple(calls), {}) if calls else None
         return (target, carry, retry, f"{name}.{KINDS[kind]}", effects)
+
+    def decision_move(self, source: int, target: int, event: str) -> Move:
+        """A choice's branch taken at once: what runs goes on running, nothing lands."""
+        before, after = self.running_names[source], self.running_names[target]
+        carry = tuple(before.index(a) if a in before else -1 for a in after)
+        return (target, carry, False, event, None)
+
+    def fire_decision(self, live: StateMachine, event: str) -> int:
+        """The state the live python-statemachine instance reaches on a branch event."""
+        live.send(event)
+        (state,) = live.configuration
+        return self.sindex[state.id]
 
     def fire(self, live: StateMachine, source: int, position: int, kind: int) -> Move:
         """The edge the live python-statemachine instance takes (``driver="library"``)."""
@@ -213,6 +244,7 @@ class Chunk:
         self.queued = bool(resources)
         k = len(plan.names)
         self.draws: list[list[tuple[float, int]]] = [[] for _ in range(k)]
+        self.branch_draws: list[float] = []  # uniforms for decisions, drawn in batches too
         self.jitter: list[list[float]] = [[] for _ in range(k)]
         self.delays: list[list[float]] = [[] for _ in range(k)]
         self.attempts, self.busy, self.wait = [0] * k, [0.0] * k, [0.0] * k
@@ -340,7 +372,13 @@ class Chunk:
             inst.origin = t0
         sid = inst.sid = plan.initial
         flights = [begin(inst, a, 1, t0) for a in running[sid]]
+        decide = plan.decide
         while True:
+            if decide[sid] is not None:  # a choice: decided at once, the rest stays in flight
+                sid, flights = self._decide(inst, sid, flights, live)
+                if outcome_of[sid] >= 0:
+                    return self._finish(inst, outcome_of[sid], env.now)
+                continue
             f, pos = flights[0], 0
             if len(flights) > 1:
                 for j, g in enumerate(flights):
@@ -399,6 +437,32 @@ class Chunk:
                 ]
             sid = target
 
+    def _decide(
+        self, inst: _Instance, sid: int, flights: list[_Flight], live: StateMachine | None
+    ) -> tuple[int, list[_Flight]]:
+        """Draw the branch of the choice state ``sid`` decides; return the state it leads to
+        and the attempts in flight there (those of ``sid``, and the first of what starts)."""
+        bounds, moves = self.plan.decide[sid]  # type: ignore[misc]
+        if not self.branch_draws:
+            self.branch_draws = self.rng.random(self.block).tolist()
+        u = self.branch_draws.pop()
+        branch = next(b for b, bound in enumerate(bounds) if u < bound)
+        target, carry, _, event, _ = moves[branch]
+        if live is not None:
+            reached = self.plan.fire_decision(live, event)
+            assert reached == target, (event, self.plan.state_ids[reached])
+        now = self.env.now
+        inst.sid = target
+        if inst.events is not None:
+            inst.events.append(
+                TraceEvent(float(now - inst.origin), event, self.plan.state_ids[target])
+            )
+        started = self.plan.running[target]
+        return target, [
+            self._begin(inst, started[j], 1, now) if c < 0 else flights[c]
+            for j, c in enumerate(carry)
+        ]
+
     def _record(self, inst: _Instance, f: _Flight, now: float, event: str, target: int) -> None:
         assert inst.events is not None and inst.spans is not None
         plan, t, a = self.plan, inst.origin, f.action
@@ -415,6 +479,7 @@ class Chunk:
         columns["compensations"][slot] = min(inst.compensations, INT16_MAX)
         columns["anomaly_flags"][slot] = inst.ledger[-1]
         columns["messages"][slot] = min(2 * inst.calls, UINT16_MAX)  # command and reply
+        columns["fail"][slot] = self.plan.fail[inst.sid]
         window = math.nan
         if inst.compensations > 0 and inst.first_effect is not None:
             window = now - inst.first_effect
@@ -451,7 +516,14 @@ class Chunk:
         ]
         horizon = self.env.now if self.shared else None
         return assemble(
-            plan.saga.name, seed, columns, services, traced, first=self.first, horizon_ms=horizon
+            plan.saga.name,
+            seed,
+            columns,
+            services,
+            traced,
+            first=self.first,
+            horizon_ms=horizon,
+            fail_names=plan.fail_names,
         )
 
 

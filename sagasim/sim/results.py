@@ -43,9 +43,11 @@ __all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span"
 __all__ += ["Window", "assemble", "empty_columns", "merge"]
 
 #: The per-instance arrays of :class:`Results` and their typecodes (numpy reads them as int8,
-#: float64, uint8, int16, int16, float32, float64, uint16): 28 bytes an instance. ``messages``
-#: counts what went over the wire: a command and its reply per attempt when orchestrated, the
-#: events sent to each subscriber (redeliveries included) when choreographed.
+#: float64, uint8, int16, int16, float32, float64, uint16, uint8): 29 bytes an instance.
+#: ``messages`` counts what went over the wire: a command and its reply per attempt when
+#: orchestrated, the events sent to each subscriber (redeliveries included) when
+#: choreographed. ``fail`` is 1 + the index in :attr:`Results.fail_names` of the fail entry
+#: that started the instance's recovery, 0 for none.
 COLUMNS = {
     "outcome": "b",
     "latency_ms": "d",
@@ -55,6 +57,7 @@ COLUMNS = {
     "window_ms": "f",
     "start_ms": "d",
     "messages": "H",
+    "fail": "B",
 }
 
 #: JSON keys of the anomaly counts (DESIGN.md), in the order of :data:`ANOMALIES`.
@@ -158,16 +161,39 @@ class Results:
     window_ms: np.ndarray
     start_ms: np.ndarray
     messages: np.ndarray
+    fail: np.ndarray
     services: dict[str, ServiceStats] = field(default_factory=dict)
     shared: bool = False
     horizon_ms: float = 0.0
     traces: list[InstanceTrace] = field(default_factory=list)
+    #: The saga's fail names (``fail`` entries, and ``max_visits``), which ``fail`` indexes.
+    fail_names: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
         return f"<Results {self.saga}: {self.runs} runs, {counts}>"
 
     # --- counts and rates
+    @property
+    def fails(self) -> dict[str, dict[str, int]]:
+        """Instances per end state for each fail name (empty for a saga without fail entries).
+
+        >>> from sagasim.model import Branch, Choice, Fail, Saga, Step
+        >>> from sagasim.sim import simulate
+        >>> saga = Saga(name="s", steps=(Step(name="a", effects=False), Choice(name="c", branches=(
+        ...     Branch(when="go", probability=0.5),
+        ...     Branch(when="stop", default=True, steps=(Fail(name="stopped"),))))))
+        >>> simulate(saga, runs=1_000, seed=1).fails["stopped"]["compensated"]
+        495
+        """
+        return {
+            name: {
+                outcome: int(np.count_nonzero((self.fail == k + 1) & (self.outcome == i)))
+                for i, outcome in enumerate(OUTCOMES)
+            }
+            for k, name in enumerate(self.fail_names)
+        }
+
     @property
     def outcomes(self) -> dict[str, int]:
         """Instances per end state: every key of DESIGN.md, summing to ``runs``."""
@@ -369,7 +395,7 @@ class Results:
             "retries_per_instance": _rounded(self.per_instance("retries")),
             "compensations_per_instance": _rounded(self.per_instance("compensations")),
             "messages_per_instance": _rounded(self.per_instance("messages")),
-        }
+        } | ({"fails": self.fails} if self.fail_names else {})
 
     def _rate_dict(self, name: str) -> dict[str, Any]:
         r = self.rate(name)
@@ -383,6 +409,10 @@ class Results:
         for name, count in self.outcomes.items():
             r = self.rate(name)
             rows.append((name, f"{count:,}  {r.value:.4%}  [{r.low:.4%}, {r.high:.4%}]"))
+        for name, by_outcome in self.fails.items():
+            hits = sum(by_outcome.values())
+            r = _wilson(hits, self.runs, 0.95)
+            rows.append((f"fail {name}", f"{hits:,}  {r.value:.4%}  [{r.low:.4%}, {r.high:.4%}]"))
         comp = self.compensation_rate
         rows.append(("compensation rate", f"{comp.value:.4%}  [{comp.low:.4%}, {comp.high:.4%}]"))
         lat = self.latency()
@@ -447,6 +477,10 @@ class Results:
         }
         for name in ANOMALIES:
             columns[name] = self._indicator(name)
+        if self.fail_names:  # the fail name per instance, missing where none applied
+            columns["fail"] = pd.Categorical.from_codes(
+                self.fail.astype(np.int64) - 1, self.fail_names
+            )
         return pd.DataFrame(columns, index=pd.RangeIndex(self.runs, name="instance"))
 
     def write_trace(self, path: str | os.PathLike[str]) -> None:
@@ -486,6 +520,7 @@ def merge(parts: Sequence[Results]) -> Results:
         shared=first.shared,
         horizon_ms=max(p.horizon_ms for p in parts),
         traces=traces,
+        fail_names=first.fail_names,
     )
 
 
@@ -500,6 +535,7 @@ def assemble(
     *,
     first: int,
     horizon_ms: float | None,
+    fail_names: tuple[str, ...] = (),
 ) -> Results:
     """The :class:`Results` of one chunk from its column buffers and its traced instances
     ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances."""
@@ -526,4 +562,5 @@ def assemble(
         shared=shared,
         horizon_ms=horizon_ms or 0.0,
         traces=traces,
+        fail_names=fail_names,
     )
