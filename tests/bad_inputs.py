@@ -40,8 +40,8 @@ class BadInput:
 
 
 STEP_KEYS = (
-    "compensation, effects, failure, idempotent, kind, latency, name, reject, rejects_late, "
-    "retry, service, timeout"
+    "compensate_on_failure, compensation, effects, failure, idempotent, kind, latency, "
+    "max_visits, name, reject, rejects_late, retry, service, timeout"
 )
 TOP_KEYS = "arrivals, broker, compensation_order, coordination, description, saga, services, steps"
 DISTS = "'constant', 'uniform', 'exponential', 'normal', 'lognormal', 'empirical'"
@@ -98,8 +98,8 @@ BAD_INPUTS = [
     BadInput(
         "step given as a bare name",
         "saga: s\nsteps:\n  - validate_order\n",
-        "3: steps[0]: expected a step (a mapping with a 'name' key) or a parallel group,"
-        " got 'validate_order'",
+        "3: steps[0]: expected a step (a mapping with a 'name' key) or another entry (parallel,"
+        " choice, fail, succeed, goto, map, saga), got 'validate_order'",
         "rejects",
     ),
     BadInput(
@@ -332,7 +332,8 @@ BAD_INPUTS = [
         "nested parallel group",
         "saga: s\nsteps:\n  - parallel:\n      - [{parallel: [[{name: a}]]}]\n      - [{name:"
         " b}]\n",
-        "4: steps[0].parallel[0][0]: expected a step, got a nested parallel group",
+        "4: steps[0].parallel[0][0]: expected a parallel group only outside parallel groups and"
+        " maps (they do not nest), got one inside a parallel group",
         "rejects",
     ),
     BadInput(

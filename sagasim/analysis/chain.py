@@ -19,7 +19,8 @@ from scipy.sparse.linalg import splu
 
 from ..exceptions import SagaSimError
 from ..machine.orchestration import EVENT_KINDS, OUTCOMES, compile_saga
-from ..model.saga import Action, Parallel, Retry, Saga, Step
+from ..machine.program import branch_labels
+from ..model import Action, Choice, Entry, Parallel, Retry, Saga, Step, SubSaga, walk
 from ..verify.statespace import StateSpace
 
 #: Two race weightings whose results differ by less than this give the same answer.
@@ -35,18 +36,13 @@ def races_of(saga: Saga) -> dict[str, tuple[str, str]]:
     """For each machine state running several actions: the kind of race and where it is.
 
     ``exponential``: memoryless, exact; ``instant``: every action takes no time (a tie);
-    ``general``: anything else.
+    ``general``: anything else. States deciding a choice take no time: they race nothing.
+    ``saga`` is a core saga (:func:`sagasim.machine.core`).
     """
-    entry_of = {
-        action.name: index
-        for index, entry in enumerate(saga.steps)
-        for step in ([entry] if isinstance(entry, Step) else sum(entry.branches, ()))
-        for action in (step, step.compensation)
-        if action is not None
-    }
+    group_of = _groups(saga.steps, "steps")
     races: dict[str, tuple[str, str]] = {}
     for sid, info in compile_saga(saga).states.items():
-        if len(info.running) < 2:
+        if len(info.running) < 2 or info.decision is not None:
             continue
         actions = [saga.action(name) for name in info.running]
         delayed = any(  # a retry after a backoff delay restarts the clock at a fixed time
@@ -59,15 +55,39 @@ def races_of(saga: Saga) -> dict[str, tuple[str, str]]:
         instant = all(_mean_wait(a) == 0 for a in actions)
         kind = "exponential" if memoryless else "instant" if instant else "general"
         kind = "general" if delayed else kind
-        entries = {entry_of[name] for name in info.running}
-        entry = saga.steps[min(entries)]
-        if len(entries) == 1 and isinstance(entry, Parallel):
-            firsts = ", ".join(branch[0].name for branch in entry.branches)
-            label = f"the parallel group steps[{min(entries)}] ({firsts})"
-        else:
-            label = "the parallel compensation"
-        races[sid] = (kind, label)
+        groups = {group_of.get(name) for name in info.running}
+        label = groups.pop() if len(groups) == 1 else None
+        races[sid] = (kind, label or "the parallel compensation")
     return races
+
+
+def _groups(entries: tuple[Entry, ...], prefix: str) -> dict[str, str]:
+    """The label of the parallel group each action runs in (``the parallel group steps[3]
+    (a, b)``), for the actions inside groups."""
+    found: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        path = f"{prefix}[{i}]"
+        if isinstance(entry, Parallel):
+            firsts = ", ".join(_first_name(branch) for branch in entry.branches)
+            label = (
+                f"the map {entry.origin}"
+                if entry.origin
+                else f"the parallel group {path} ({firsts})"
+            )
+            for e in walk(tuple(e for branch in entry.branches for e in branch)):
+                for action in (e, getattr(e, "compensation", None)):
+                    if isinstance(action, Action):
+                        found[action.name] = label
+        elif isinstance(entry, Choice):
+            for b, branch in enumerate(entry.branches):
+                found |= _groups(branch.steps, f"{path}.choice.branches[{b}].steps")
+        elif isinstance(entry, SubSaga):
+            found |= _groups(entry.saga.steps, f"{path}.saga")
+    return found
+
+
+def _first_name(branch: tuple[Entry, ...]) -> str:
+    return next((e.name for e in walk(branch) if isinstance(e, Step)), "")
 
 
 def _mean_wait(action: Action) -> float:
@@ -81,9 +101,14 @@ class Chain:
 
     def __init__(self, saga: Saga, space: StateSpace, races: dict[str, tuple[str, str]]) -> None:
         self.actions = list(saga.actions())
-        self.names = [a.name for a in self.actions]
+        #: The choices, after the actions: an edge of a decision has the choice as its action
+        #: and the branch's index as its kind (see :func:`table_of`).
+        self.choices = [e for e in walk(saga.steps) if isinstance(e, Choice)]
+        self.names = [a.name for a in self.actions] + [c.name for c in self.choices]
         index = {name: i for i, name in enumerate(self.names)}
         kinds = {kind: i for i, kind in enumerate(EVENT_KINDS)}
+        for choice in self.choices:
+            kinds |= {label: b for b, label in enumerate(branch_labels(choice))}
         columns = zip(*[(s, d, index[a], kinds[k]) for s, d, a, k in space.edges])
         self.src, self.dst, self.act, self.kind = (np.array(c, dtype=np.int64) for c in columns)
         infos = [space.machine.states[sid] for sid, _, _ in space.nodes]
@@ -98,8 +123,12 @@ class Chain:
         self.attempts = [attempts for _, attempts, _ in space.nodes]
         self.running = [tuple(index[a] for a in info.running) for info in infos]
         self.compensating = np.array([info.phase == "compensating" for info in infos])
+        self.deciding = np.array([info.decision is not None for info in infos])
+        self.fail = [info.fail for info in infos]
         self.end = np.array([OUTCOMES.index(i.outcome) if i.outcome else -1 for i in infos])
-        self.unbounded = np.array([a.retry.unbounded for a in self.actions])
+        self.unbounded = np.array(
+            [a.retry.unbounded for a in self.actions] + [False] * len(self.choices)
+        )
         self.rows: np.ndarray | None = None  # weights() by machine state and action
         self.factor: tuple[np.ndarray, Any] | None = None  # (transient states, LU of I - Q)
 
@@ -113,7 +142,7 @@ class Chain:
         non-memoryless races labelled in ``alternative``."""
         rows = self.rows
         if rows is None or alternative:
-            rows = np.ones((self.states, len(self.actions)))
+            rows = np.ones((self.states, len(self.names)))
             rng = np.random.default_rng(20240607)
             for code, (kind, label, running) in sorted(self.race_rows.items()):
                 means = np.array([_mean_wait(self.actions[a]) for a in running])
@@ -131,12 +160,17 @@ class Chain:
             t, below = a.timeout_ms, a.latency.cdf(a.timeout_ms or 0.0)
             mean = a.latency.mean_ms if t is None else a.latency.partial_mean(t) / (below or 1)
             base.append([mean, mean, mean, t or 0.0])
-        tau = np.array(base)[self.act, self.kind]
+        width = max([len(EVENT_KINDS), *(len(c.branches) for c in self.choices)])
+        rows = [row + [0.0] * (width - len(row)) for row in base]
+        rows += [[0.0] * width for _ in self.choices]  # a decision takes no time
+        tau = np.array(rows)[self.act, self.kind]
         loops = np.bincount(self.src[self.src == self.dst], p[self.src == self.dst], len(self.sids))
         divergent: list[int] = []
         for e in range(len(self.src)):
             s, d = int(self.src[e]), int(self.dst[e])
             running = self.running[s]
+            if self.deciding[s]:
+                continue
             if len(running) > 1:
                 kind = self.race_rows[int(self.code[s])][0]
                 means = [self.actions[a].latency.mean_ms for a in running]
@@ -184,6 +218,8 @@ class Chain:
         ]
         new.running = self.running + [self.running[n] for n in last]
         new.compensating = np.r_[self.compensating, self.compensating[last]]
+        new.deciding = np.r_[self.deciding, self.deciding[last]]
+        new.fail = self.fail + [self.fail[n] for n in last]
         new.end, new.code = np.r_[self.end, self.end[last]], np.r_[self.code, self.code[last]]
         new.factor = None
         return new
@@ -327,3 +363,14 @@ def _tail_backoff(retry: Retry, attempt: int, loop: float) -> float:
         if weight * max(retry.max_delay_ms, delay) < 1e-16 * total:
             break
     return total
+
+
+def table_of(saga: Saga) -> np.ndarray:
+    """The probabilities a :class:`Chain` of ``saga`` solves with: each action's ``ok``,
+    ``fail``, ``reject`` and ``timeout``, then each choice's branch probabilities (a row per
+    choice, a column per branch, zeros past its last)."""
+    choices = [e for e in walk(saga.steps) if isinstance(e, Choice)]
+    width = max([len(EVENT_KINDS), *(len(c.branches) for c in choices)])
+    rows = [list(a.attempt_outcomes.values()) for a in saga.actions()]
+    rows += [list(c.probabilities) for c in choices]
+    return np.array([row + [0.0] * (width - len(row)) for row in rows])

@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import SagaSimError, StateSpaceLimitError
-from ..machine.orchestration import EVENT_KINDS, OUTCOMES
-from ..model import validate
-from ..model.saga import Action, Parallel, Saga, Step
+from ..machine import EVENT_KINDS, OUTCOMES, core, ends
+from ..model import Action, Choice, Entry, Parallel, Saga, Step, SubSaga, validate
 from ..verify.statespace import explore
-from .chain import Absorbed, Chain, agrees, latencies, races_of
+from .chain import Absorbed, Chain, agrees, latencies, races_of, table_of
 
 __all__ = ["Analysis", "Sensitivity", "analyze"]
 
@@ -79,6 +78,8 @@ class Analysis:
     transitions: int
     notes: tuple[str, ...] = ()
     sensitivity: tuple[Sensitivity, ...] = field(default=())
+    #: P(end state) by the fail name that led there (sagas with fail entries only).
+    fails: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of DESIGN.md, floats rounded to 12 significant digits."""
@@ -96,7 +97,7 @@ class Analysis:
             ],
             "states": self.states,
             "transitions": self.transitions,
-        }
+        } | ({"fails": self.fails} if self.fails else {})
 
     def to_text(self, top: int = 5) -> str:
         """A short table for people: outcomes, latencies, the ``top`` sensitivities, notes."""
@@ -108,6 +109,8 @@ class Analysis:
         for key, p in (*self.outcomes.items(), ("all", 1.0)):
             lines.append(f"  {key:<28} {p:>12.6g} {_show_ms(self.expected_latency_ms[key]):>16}")
         lines.append(f"  {'compensation probability':<28} {self.compensation_probability:>12.6g}")
+        for name, by_outcome in self.fails.items():
+            lines.append(f"  {'fail ' + name:<28} {sum(by_outcome.values()):>12.6g}")
         for key, value in self.anomalies.items():
             lines.append(f"  {key:<28} {'see notes' if value is None else f'{value:.6g}':>12}")
         ranked = [s for s in self.sensitivity if s.d_compensation_probability or s.d_stuck][:top]
@@ -142,6 +145,7 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
     14.666666666666666
     """
     validate(saga)
+    saga = core(saga)  # maps unrolled: the actions the machine runs
     notes: list[str] = []
     races = races_of(saga)  # of every machine state; those the saga can reach once explored
     # an unbounded action's growing backoff needs its attempt numbers (when latency is known)
@@ -152,7 +156,7 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
     races = {sid: race for sid, race in races.items() if sid in visited}
     timeless = list(dict.fromkeys(label for kind, label in races.values() if kind == "general"))
     chain = Chain(saga, space, races)
-    table = np.array([list(a.attempt_outcomes.values()) for a in saga.actions()])
+    table = table_of(saga)
     base = chain.solve(table, saga.name)
     exact, guessed = True, sorted({label for k, label in races.values() if k != "exponential"})
     if guessed and not agrees(base, chain.solve(table, saga.name, guessed)):
@@ -209,6 +213,7 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         transitions=len(space.edges),
         notes=tuple(notes),
         sensitivity=tuple(ranking),
+        fails=_fails(saga, chain, base),
     )
 
 
@@ -279,21 +284,39 @@ def _sensitivity(
 
 
 def _with_actions(saga: Saga, changes: dict[str, dict[str, Any]]) -> Saga:
-    """A copy of ``saga`` with ``dataclasses.replace(action, **changes[name])`` applied."""
+    """A copy of ``saga`` with ``dataclasses.replace(action, **changes[name])`` applied to
+    every step and compensation, wherever it is."""
 
-    def change(step: Step) -> Step:
-        comp = step.compensation
-        if comp is not None and changes.get(comp.name):
-            step = replace(step, compensation=replace(comp, **changes[comp.name]))
-        return replace(step, **changes[step.name]) if changes.get(step.name) else step
+    def action(a: Any) -> Any:
+        return replace(a, **changes[a.name]) if a is not None and changes.get(a.name) else a
 
-    entries = tuple(
-        change(e)
-        if isinstance(e, Step)
-        else Parallel(branches=tuple(tuple(map(change, b)) for b in e.branches))
-        for e in saga.steps
-    )
-    return replace(saga, steps=entries)
+    def entry(e: Entry) -> Entry:
+        if isinstance(e, Step):
+            return replace(action(e), compensation=action(e.compensation))
+        if isinstance(e, Parallel):
+            return replace(e, branches=tuple(tuple(map(entry, b)) for b in e.branches))
+        if isinstance(e, Choice):
+            branches = tuple(replace(b, steps=tuple(map(entry, b.steps))) for b in e.branches)
+            return replace(e, branches=branches)
+        if isinstance(e, SubSaga):
+            child = replace(e.saga, steps=tuple(map(entry, e.saga.steps)))
+            return replace(e, saga=child, compensation=action(e.compensation))
+        return e
+
+    return replace(saga, steps=tuple(map(entry, saga.steps)))
+
+
+def _fails(saga: Saga, chain: Chain, solved: Absorbed) -> dict[str, dict[str, float]]:
+    """P(end state, fail name) for each fail name of ``saga`` (none: an empty dict)."""
+    names = ends(saga)
+    result = {name: dict.fromkeys(OUTCOMES, 0.0) for name in names}
+    ending = np.flatnonzero(solved.live & (chain.end[chain.dst] >= 0))
+    for e in ending:
+        fail = chain.fail[int(chain.dst[e])]
+        if fail is not None:
+            mass = solved.visits[solved.position[chain.src[e]]] * solved.p[e]
+            result[fail][OUTCOMES[int(chain.end[chain.dst[e]])]] += float(mass)
+    return {name: {k: _round(v) or 0.0 for k, v in by.items()} for name, by in result.items()}
 
 
 def _round(value: float | None) -> float | None:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..analysis.exact import Analysis, analyze
 from ..exceptions import SagaDefinitionError, SagaSimError, UsageError
-from ..io.format import parse_duration
+from ..io import parse_duration
 from ..io.overrides import apply_overrides
 from ..model.saga import Saga
 from ..sim.results import Results

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..exceptions import SagaDefinitionError
-from ..io.format import MISSING
+from ..io.values import MISSING
 from ..model.saga import Compensation, Entry, Parallel, Saga, Step
 from .common import (
     ABSENT,

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..exceptions import SagaDefinitionError
 from ..io import yaml as _yaml
-from ..io.format import MISSING, expected
+from ..io.values import MISSING, expected
 from ..model import RESERVED_NAMES, Retry, Saga, validate
 
 #: The largest ``MaxAttempts`` ASL accepts; read as, and written for, unbounded attempts.

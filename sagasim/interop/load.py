@@ -40,7 +40,7 @@ from typing import Any, Literal
 from ..exceptions import SagaDefinitionError, UsageError
 from ..io import format as io
 from ..io import yaml as _yaml
-from ..io.format import expected
+from ..io.values import expected
 from ..model.saga import Saga
 from .asl import from_asl
 from .seata import from_seata

@@ -9,8 +9,9 @@ and the path (``steps[2].retry.attempts``), what was expected and what was found
 0.1
 """
 
-from .format import dumps, from_dict, json_schema, load, loads, parse_duration, parse_yaml, to_dict
+from .format import dumps, from_dict, json_schema, load, loads, parse_yaml, to_dict
 from .overrides import apply_overrides
+from .values import parse_duration
 
 __all__ = [
     "apply_overrides",

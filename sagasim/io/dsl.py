@@ -31,30 +31,29 @@ from ..model import validate
 from ..model.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from ..model.saga import (
     Arrivals,
+    Branch,
     Broker,
+    Choice,
     Compensation,
+    Entry,
+    Fail,
+    Goto,
+    Map,
     Parallel,
     Retry,
     Saga,
     Service,
     Step,
+    SubSaga,
+    Succeed,
 )
-from .format import (
-    COMPENSATION,
-    SAGA,
-    SERVICE,
-    STEP,
-    Field,
-    expected,
-    read_fields,
-    read_label,
-    read_latency,
-    read_rate,
-)
+from .format import BRANCH, COMPENSATION, MAP, SAGA, SERVICE, STEP, read_latency
 from .format import read_retry as _read_retry
+from .values import Field, expected, read_fields, read_label, read_rate
 
 __all__ = ["compensation", "constant", "empirical", "exponential", "lognormal", "normal"]
 __all__ += ["parallel", "retry", "saga", "service", "step", "uniform"]
+__all__ += ["branch", "choice", "fail", "goto", "map_items", "sub_saga", "succeed"]
 
 Duration = str
 _LATENCIES = get_args(Latency)
@@ -200,6 +199,8 @@ def step(
     service: str | None = None,
     idempotent: bool = False,
     rejects_late: bool = False,
+    compensate_on_failure: bool = False,
+    max_visits: int | None = None,
 ) -> Step:
     """A local transaction of the saga; ``compensation`` is a name or a :func:`compensation`.
 
@@ -213,11 +214,12 @@ def step(
     plain: dict[str, Any] = {"name": name, "service": service, "kind": kind, "effects": effects}
     plain |= {"failure": failure, "reject": reject, "timeout": timeout}
     plain |= {"idempotent": idempotent, "rejects_late": rejects_late}
+    plain |= {"compensate_on_failure": compensate_on_failure, "max_visits": max_visits}
     extra = {"latency": latency, "retry": retry, "compensation": compensation}
     return Step(**_action(STEP, name, plain, extra))
 
 
-def parallel(*branches: Sequence[Step]) -> Parallel:
+def parallel(*branches: Sequence[Entry]) -> Parallel:
     """Branches that start together; the group completes when every branch has.
 
     >>> len(parallel([step("a")], [step("b"), step("c")]).branches[1])
@@ -226,10 +228,98 @@ def parallel(*branches: Sequence[Step]) -> Parallel:
     for b, branch in enumerate(branches):
         if not isinstance(branch, (list, tuple)):
             raise expected("a list of steps", _plain(branch), f"parallel[{b}]")
-        for k, item in enumerate(branch):
-            if not isinstance(item, Step):
-                raise expected("a step(...)", _plain(item), f"parallel[{b}][{k}]")
+        _entries(branch, f"parallel[{b}]")
     return Parallel(branches=tuple(tuple(branch) for branch in branches))
+
+
+def branch(
+    when: str, *steps: Entry, probability: float | None = None, default: bool = False
+) -> Branch:
+    """One way out of a :func:`choice`: ``when`` as written, its probability (or ``default``).
+
+    >>> branch("in stock", step("reserve"), probability=0.9).probability
+    0.9
+    """
+    fields = read_fields({"when": when, "default": default}, "branch", BRANCH, "", when="a text")
+    if probability is not None:
+        fields["probability"] = read_fields({"probability": probability}, "branch", BRANCH, "")[
+            "probability"
+        ]
+    return Branch(steps=_entries(steps, f"branch {when!r}"), **fields)
+
+
+def choice(name: str, *branches: Branch) -> Choice:
+    """Exactly one branch runs, drawn afresh each time the saga gets here.
+
+    >>> c = choice("stock", branch("yes", probability=0.9), branch("no", fail("out"), default=True))
+    >>> [round(p, 12) for p in c.probabilities]
+    [0.9, 0.1]
+    """
+    for b, item in enumerate(branches):
+        if not isinstance(item, Branch):
+            raise expected("a branch(...)", _plain(item), f"{name}.branches[{b}]")
+    return Choice(name=name, branches=tuple(branches))
+
+
+def fail(name: str) -> Fail:
+    """Backward recovery from here; outcomes are counted by ``name`` too."""
+    return Fail(name=name)
+
+
+def succeed(name: str) -> Succeed:
+    """The saga ends committed here."""
+    return Succeed(name=name)
+
+
+def goto(target: str) -> Goto:
+    """Jump to the entry named ``target`` (in this list or an enclosing one)."""
+    return Goto(target=target)
+
+
+def map_items(
+    name: str, *steps: Entry, items: int | Sequence[int], concurrency: int | None = None
+) -> Map:
+    """The body ``steps`` once per item: ``items`` a count or samples of counts (drawn
+    uniformly), at most ``concurrency`` at a time.
+
+    >>> map_items("pack", step("pack_item"), items=[1, 2, 2]).counts
+    {1: 0.3333333333333333, 2: 0.6666666666666666}
+    """
+    count = items if isinstance(items, int) else {"dist": "empirical", "samples": list(items)}
+    plain = {"name": name, "items": count} | (
+        {} if concurrency is None else {"concurrency": concurrency}
+    )
+    fields = read_fields(plain, name, MAP, "")
+    return Map(steps=_entries(steps, f"{name}.steps"), **fields)
+
+
+def sub_saga(
+    name: str,
+    child: Saga,
+    *,
+    model: str | None = None,
+    compensation: str | Compensation | None = None,
+) -> SubSaga:
+    """``child`` run as one step; ``model`` is the file it comes from (default: its name
+    + ``.yaml``); ``compensation`` undoes the whole child once it committed.
+
+    >>> sub_saga("book_hotel", saga("hotel", step("reserve_room")), compensation="cancel").model
+    'hotel.yaml'
+    """
+    if not isinstance(child, Saga):
+        raise expected("a saga(...)", _plain(child), f"{name}.saga")
+    undo = Compensation(name=compensation) if isinstance(compensation, str) else compensation
+    return SubSaga(name=name, model=model or f"{child.name}.yaml", saga=child, compensation=undo)
+
+
+def _entries(entries: Sequence[Entry], path: str) -> tuple[Entry, ...]:
+    for k, item in enumerate(entries):
+        if not isinstance(item, ENTRIES):
+            raise expected("a step(...) or another entry", _plain(item), f"{path}[{k}]")
+    return tuple(entries)
+
+
+ENTRIES = (Step, Parallel, Choice, Fail, Succeed, Goto, Map, SubSaga)
 
 
 def service(
@@ -248,7 +338,7 @@ def service(
 
 def saga(
     name: str,
-    *entries: Step | Parallel,
+    *entries: Entry,
     description: str = "",
     coordination: Literal["orchestration", "choreography"] = "orchestration",
     compensation_order: Literal["reverse", "parallel"] = "reverse",
@@ -267,8 +357,8 @@ def saga(
     top = {"saga": name, "description": description, "coordination": coordination}
     fields = read_fields(top | {"compensation_order": compensation_order}, "", SAGA, "")
     for index, entry in enumerate(entries):
-        if not isinstance(entry, (Step, Parallel)):
-            raise expected("a step(...) or parallel(...)", _plain(entry), f"steps[{index}]")
+        if not isinstance(entry, ENTRIES):
+            raise expected("a step(...) or another entry", _plain(entry), f"steps[{index}]")
     seen: set[str] = set()
     for declared in services:
         if not isinstance(declared, Service) or declared.name in seen:

@@ -22,14 +22,10 @@ pay.yaml:2: steps[0].failure: expected a probability in [0, 1], got 1.5
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
-import math
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Mapping
+from contextvars import ContextVar
 from importlib import resources
 from typing import Any
 
@@ -38,251 +34,74 @@ from ..model import validate as validate_model
 from ..model.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from ..model.saga import (
     Arrivals,
+    Branch,
     Broker,
+    Choice,
     Compensation,
     Entry,
+    Fail,
+    Goto,
+    Map,
     Outage,
     Parallel,
     Retry,
     Saga,
     Service,
     Step,
+    SubSaga,
+    Succeed,
 )
 from . import yaml as _yaml
+from .values import (
+    DURATION,
+    MISSING,
+    Field,
+    UnknownKey,
+    at_least,
+    each,
+    expected,
+    is_count,
+    one_of,
+    parse_duration,
+    plain_number,
+    read_attempts,
+    read_count,
+    read_fields,
+    read_flag,
+    read_identifier,
+    read_label,
+    read_number,
+    read_rate,
+    read_text,
+    reader,
+    typed,
+    write_fields,
+)
 from .yaml import join as _join
 
 __all__ = ["dumps", "from_dict", "json_schema", "load", "loads"]
 __all__ += ["parse_duration", "parse_yaml", "to_dict"]
 
-_UNITS = {"ms": Decimal(1), "s": Decimal(1000), "min": Decimal(60000)}
-_DURATION = re.compile(r"(-?)([0-9]+(?:\.[0-9]+)?)(ms|s|min)")
-_RATE = re.compile(r"([0-9]+(?:\.[0-9]+)?)/(s|min)")
-MISSING = "nothing (the key is missing)"
-
-
-class UnknownKey(SagaDefinitionError):
-    """A key the format does not have; its line is the key's own, not that of ``path``."""
-
-    def __init__(self, key: object, allowed: Sequence[str], *, path: str) -> None:
-        self.key, self.hint = key, did_you_mean(key, allowed)
-        self.expected = f"expected one of: {', '.join(sorted(allowed))}"
-        more = f"; {self.hint}" if self.hint else ""
-        super().__init__(f"unknown key {key!r} ({self.expected}{more})", path=path)
-
-
 #: Plain data and a map from model path to line, from YAML text: loading's first stage.
 parse_yaml = _yaml.parse
 
 
-# --- Readers of plain values: (value, path) -> checked value --------------------------------------
-
-Reader = Callable[[Any, str], Any]
-
-
-def _show(value: object) -> str:
-    """How a value appears after "got" in an error message."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, (dict, list)):
-        kind = "a mapping" if isinstance(value, dict) else "a list"
-        return kind if value else kind.replace("a ", "an empty ")
-    if isinstance(value, str) and len(value) > 60:
-        return repr(value[:57] + "...")
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."  # a huge integer
-
-
-def did_you_mean(word: object, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else ""
-
-
-def expected(what: str, value: object, path: str) -> SagaDefinitionError:
-    return SagaDefinitionError(f"expected {what}, got {_show(value)}", path=path)
-
-
-def _typed(what: str, accept: Callable[[Any], bool], convert: Callable[[Any], Any] = str) -> Reader:
-    """A reader of values that ``accept`` approves, described as ``what`` when it does not."""
-
-    def read(value: object, path: str) -> Any:
-        if not accept(value):
-            raise expected(what, value, path)
-        return convert(value)
-
-    return read
-
-
-def _is_number(value: object) -> bool:
-    """A finite int or float: ``.inf``, ``.nan`` and integers beyond a float's range are not."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-_text = _typed("a text", lambda value: isinstance(value, str))
-read_label = _typed("a non-empty name", lambda value: isinstance(value, str) and value != "")
-# Only the type: validate() checks identifiers, keywords, reserved and repeated names.
-_identifier = _typed("an identifier", lambda value: isinstance(value, str))
-_flag = _typed("true or false", lambda value: isinstance(value, bool), bool)
-_number = _typed("a number", _is_number, float)
-
-
-def _is_count(value: object) -> bool:
-    """A positive integer; ``2.0`` is one, as in JSON Schema."""
-    if isinstance(value, float):
-        return value >= 1 and value.is_integer()
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-_count = _typed("a positive integer", _is_count, int)
-_attempts = _typed(
-    "a positive integer or 'unbounded'",
-    lambda value: value == "unbounded" or _is_count(value),
-    lambda value: None if value == "unbounded" else int(value),
-)
-
-
-def _at_least(low: float, what: str) -> Reader:
-    return _typed(what, lambda value: _is_number(value) and value >= low, float)
-
-
-def _choice(*options: str) -> Reader:
-    """A reader accepting one of ``options``, with a did-you-mean hint for near misses."""
-    shown = ", ".join(repr(option) for option in options)
-    what = " or ".join(shown.rsplit(", ", 1)) if len(options) == 2 else f"one of {shown}"
-
-    def read(value: object, path: str) -> str:
-        if isinstance(value, str) and value in options:
-            return value
-        hint = did_you_mean(value, options)
-        message = f"expected {what}, got {_show(value)}" + f" ({hint})" * bool(hint)
-        raise SagaDefinitionError(message, path=path)
-
-    return read
-
-
-def parse_duration(value: object, path: str = "") -> float:
-    """A duration such as ``"15ms"``, ``"1.5s"`` or ``"2min"``, in milliseconds.
-
-    Examples
-    --------
-    >>> parse_duration("1.5s"), parse_duration("2min"), parse_duration("0.25ms")
-    (1500.0, 120000.0, 0.25)
-    >>> parse_duration(15, "timeout")
-    Traceback (most recent call last):
-    ...
-    sagasim.exceptions.SagaDefinitionError: timeout: expected a duration with a unit ..., got 15
-    """
-    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise expected("a duration with a unit (ms, s, min)", value, path)
-    if match[1]:
-        raise expected("a non-negative duration", value, path)
-    ms = float(Decimal(match[2]) * _UNITS[match[3]])
-    if not math.isfinite(ms):
-        raise expected("a duration a float can hold", value, path)
-    return ms
-
-
-_per_second = _typed("a rate such as 50/s, 3000/min or a number per second", _is_number, float)
-
-
-def read_rate(value: object, path: str) -> float:
-    """Arrivals per second from ``"50/s"``, ``"3000/min"`` or a plain number per second."""
-    match = _RATE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return _per_second(value, path)
-    rate = float(Decimal(match[1]) * 1000 / _UNITS[match[2]])
-    if not math.isfinite(rate):
-        raise expected("a rate a float can hold", value, path)
-    return rate
-
-
-def _plain(number: float) -> str:
-    """The shortest decimal that reads back as ``number``, never in exponent notation."""
-    if not math.isfinite(number):
-        return repr(number)
-    text = format(Decimal(repr(number + 0.0)), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def _format_duration(ms: float) -> str:
-    """``ms`` in the largest unit that reads back exactly: 120000.0 -> '2min', 1500.0 -> '1.5s'."""
-    for unit, factor in (("min", 60000), ("s", 1000)):
-        text = f"{_plain(ms / factor)}{unit}"
-        if ms >= factor and (unit == "s" or "." not in text) and parse_duration(text) == ms:
-            return text
-    return f"{_plain(ms)}ms"
-
-
-# --- The tables: (YAML key, dataclass field, reader, writer) per object ---------------------------
-
-Field = tuple[str, str, Reader, Callable[[Any], Any]]
-_D: tuple[Reader, Callable[[float], str]] = (parse_duration, _format_duration)  # a duration field
-
-
-def read_fields(
-    value: object, path: str, table: Sequence[Field], what: str, /, **required: str
-) -> Any:
-    """The constructor arguments the mapping ``value`` gives, checked against ``table``."""
-    if not isinstance(value, dict):
-        raise expected(what, value, path)
-    keys = [key for key, *_ in table]
-    for key in value:
-        if key not in keys:
-            raise UnknownKey(key, keys, path=path)
-    for key, description in required.items():
-        if key not in value:
-            message = f"expected {description}, got {MISSING}"
-            raise SagaDefinitionError(message, path=_join(path, key))
-    return {
-        field: read(value[key], _join(path, key)) for key, field, read, _ in table if key in value
-    }
-
-
-def _reader(cls: type, table: Sequence[Field], what: str, /, **required: str) -> Reader:
-    """A reader of the mapping form of ``cls``."""
-    return lambda value, path: cls(**read_fields(value, path, table, what, **required))
-
-
-def _each(read: Reader, what: str, least: int = 0) -> Reader:
-    """A reader of lists of at least ``least`` items, each read with ``read``."""
-
-    def read_all(value: object, path: str) -> tuple[Any, ...]:
-        if not isinstance(value, list) or len(value) < least:
-            raise expected(what, value, path)
-        return tuple(read(item, f"{path}[{i}]") for i, item in enumerate(value))
-
-    return read_all
-
-
-def _write(obj: Any, table: Sequence[Field]) -> dict[str, Any]:
-    """The mapping for ``obj``, leaving out fields equal to their default (and write-less keys)."""
-    fields = dataclasses.fields(obj)
-    missing = dataclasses.MISSING
-    defaults = {
-        f.name: f.default if f.default_factory is missing else f.default_factory() for f in fields
-    }
-    return {
-        key: write(getattr(obj, field))
-        for key, field, _, write in table
-        if hasattr(obj, field) and getattr(obj, field) != defaults[field]
-    }
-
-
-_SIGMA: Field = ("sigma", "sigma", _at_least(0.0, "a non-negative number"), float)
-_samples = _each(parse_duration, "a non-empty list of durations", least=1)
+_SIGMA: Field = ("sigma", "sigma", at_least(0.0, "a non-negative number"), float)
+_samples = each(parse_duration, "a non-empty list of durations", least=1)
 #: Each distribution's class and parameters; lognormal's p99 is read (``from_p99``), not written.
 DISTRIBUTIONS: dict[str, tuple[type, list[Field]]] = {
-    "constant": (Constant, [("value", "value_ms", *_D)]),
-    "uniform": (Uniform, [("low", "low_ms", *_D), ("high", "high_ms", *_D)]),
-    "exponential": (Exponential, [("mean", "mean_ms", *_D)]),
-    "normal": (Normal, [("mean", "mu_ms", *_D), ("sd", "sd_ms", *_D)]),
-    "lognormal": (LogNormal, [("median", "median_ms", *_D), ("p99", "p99_ms", *_D), _SIGMA]),
-    "empirical": (Empirical, [("samples", "samples_ms", _samples, lambda s: [*map(_D[1], s)])]),
+    "constant": (Constant, [("value", "value_ms", *DURATION)]),
+    "uniform": (Uniform, [("low", "low_ms", *DURATION), ("high", "high_ms", *DURATION)]),
+    "exponential": (Exponential, [("mean", "mean_ms", *DURATION)]),
+    "normal": (Normal, [("mean", "mu_ms", *DURATION), ("sd", "sd_ms", *DURATION)]),
+    "lognormal": (
+        LogNormal,
+        [("median", "median_ms", *DURATION), ("p99", "p99_ms", *DURATION), _SIGMA],
+    ),
+    "empirical": (
+        Empirical,
+        [("samples", "samples_ms", _samples, lambda s: [*map(DURATION[1], s)])],
+    ),
 }
 
 
@@ -291,11 +110,13 @@ def read_latency(value: object, path: str) -> Latency:
         raise expected("a distribution such as {dist: constant, value: 5ms}", value, path)
     if "dist" not in value:
         raise SagaDefinitionError(f"expected a distribution, got {MISSING}", path=f"{path}.dist")
-    dist = _choice(*DISTRIBUTIONS)(value["dist"], f"{path}.dist")
+    dist = one_of(*DISTRIBUTIONS)(value["dist"], f"{path}.dist")
     cls, table = DISTRIBUTIONS[dist]
     needed = {key: "a duration" for key, *_ in table if key not in ("p99", "sigma", "samples")}
     needed |= {"samples": "a non-empty list of durations"} if dist == "empirical" else {}
-    m = read_fields(value, path, [("dist", "dist", _text, str), *table], "a distribution", **needed)
+    m = read_fields(
+        value, path, [("dist", "dist", read_text, str), *table], "a distribution", **needed
+    )
     del m["dist"]
     positive = {"exponential": "mean", "lognormal": "median"}.get(dist)
     if positive is not None and not m[f"{positive}_ms"] > 0:
@@ -321,24 +142,27 @@ def _latency_dict(latency: Latency) -> dict[str, Any]:
 
 
 RETRY: list[Field] = [
-    ("attempts", "attempts", _attempts, lambda attempts: attempts or "unbounded"),
-    ("backoff", "backoff", _choice("fixed", "exponential"), str),
-    ("delay", "delay_ms", *_D),
-    ("max_delay", "max_delay_ms", *_D),
-    ("multiplier", "multiplier", _at_least(1.0, "a number >= 1"), float),
-    ("jitter", "jitter", _flag, bool),
+    ("attempts", "attempts", read_attempts, lambda attempts: attempts or "unbounded"),
+    ("backoff", "backoff", one_of("fixed", "exponential"), str),
+    ("delay", "delay_ms", *DURATION),
+    ("max_delay", "max_delay_ms", *DURATION),
+    ("multiplier", "multiplier", at_least(1.0, "a number >= 1"), float),
+    ("jitter", "jitter", read_flag, bool),
 ]
-read_retry = _reader(Retry, RETRY, "a retry policy such as {attempts: 3, delay: 50ms}")
+read_retry = reader(Retry, RETRY, "a retry policy such as {attempts: 3, delay: 50ms}")
 ACTION: list[Field] = [
     ("latency", "latency", read_latency, _latency_dict),
-    ("failure", "failure", _number, float),
-    ("reject", "reject", _number, float),
-    ("timeout", "timeout_ms", *_D),
-    ("retry", "retry", read_retry, lambda retry: _write(retry, RETRY)),
-    ("idempotent", "idempotent", _flag, bool),
-    ("rejects_late", "rejects_late", _flag, bool),
+    ("failure", "failure", read_number, float),
+    ("reject", "reject", read_number, float),
+    ("timeout", "timeout_ms", *DURATION),
+    ("retry", "retry", read_retry, lambda retry: write_fields(retry, RETRY)),
+    ("idempotent", "idempotent", read_flag, bool),
+    ("rejects_late", "rejects_late", read_flag, bool),
 ]
-_NAMES: list[Field] = [("name", "name", _identifier, str), ("service", "service", read_label, str)]
+_NAMES: list[Field] = [
+    ("name", "name", read_identifier, str),
+    ("service", "service", read_label, str),
+]
 COMPENSATION: list[Field] = _NAMES + ACTION
 
 
@@ -352,48 +176,145 @@ def _compensation(value: object, path: str) -> Compensation:
 def _compensation_dict(compensation: Compensation) -> str | dict[str, Any]:
     if compensation == Compensation(name=compensation.name):
         return compensation.name
-    return _write(compensation, COMPENSATION)
+    return write_fields(compensation, COMPENSATION)
 
 
 STEP: list[Field] = [
     *_NAMES,
-    ("kind", "kind_declared", _choice("pivot", "retriable"), str),
-    ("effects", "effects", _flag, bool),
+    ("kind", "kind_declared", one_of("pivot", "retriable"), str),
+    ("effects", "effects", read_flag, bool),
     ("compensation", "compensation", _compensation, _compensation_dict),
     *ACTION,
+    ("compensate_on_failure", "compensate_on_failure", read_flag, bool),
+    ("max_visits", "max_visits", read_count, int),
 ]
 
 
 def _step(value: object, path: str, what: str = "a step (a mapping with a 'name' key)") -> Step:
-    if isinstance(value, dict) and "parallel" in value:
-        raise SagaDefinitionError("expected a step, got a nested parallel group", path=path)
     return Step(**read_fields(value, path, STEP, what, name="an identifier"))
 
 
-_branches = _each(_each(_step, "a list of steps"), "a list of branches (lists of steps)")
+#: The entries other than a step, by their one key: what each reads and writes.
+_ENTRY_WORDS = ("parallel", "choice", "fail", "succeed", "goto", "map", "saga")
+_ENTRY_WHAT = (
+    "a step (a mapping with a 'name' key) or another entry (" + ", ".join(_ENTRY_WORDS) + ")"
+)
 
 
 def _entry(value: object, path: str) -> Entry:
-    if not (isinstance(value, dict) and "parallel" in value):
-        return _step(value, path, "a step (a mapping with a 'name' key) or a parallel group")
+    if not isinstance(value, dict) or not any(word in value for word in _ENTRY_WORDS):
+        return _step(value, path, _ENTRY_WHAT)
+    word = next(w for w in _ENTRY_WORDS if w in value)
     if len(value) > 1:
-        raise UnknownKey(next(key for key in value if key != "parallel"), ["parallel"], path=path)
-    return Parallel(branches=_branches(value["parallel"], f"{path}.parallel"))
+        raise UnknownKey(next(key for key in value if key != word), [word], path=path)
+    inner, at = value[word], f"{path}.{word}"
+    if word == "parallel":
+        return Parallel(branches=_branches(inner, at))
+    if word == "goto":
+        return Goto(target=read_identifier(inner, at))
+    if word in ("fail", "succeed"):
+        cls = Fail if word == "fail" else Succeed
+        return cls(**read_fields(inner, at, END, "a mapping such as {name: x}", name="a name"))
+    if word == "choice":
+        what = "a mapping with 'name' and 'branches'"
+        fields = read_fields(inner, at, CHOICE, what, name="a name", branches="a list of branches")
+        return Choice(**fields)
+    if word == "map":
+        what = "a mapping with 'name', 'items' and 'steps'"
+        needed = {"name": "a name", "items": "a count", "steps": "a list of steps"}
+        return Map(**read_fields(inner, at, MAP, what, **needed))
+    return _sub_saga(inner, at)
 
 
 def _entry_dict(entry: Entry) -> dict[str, Any]:
     if isinstance(entry, Step):
-        return _write(entry, STEP)
-    return {"parallel": [[_write(step, STEP) for step in branch] for branch in entry.branches]}
+        return write_fields(entry, STEP)
+    if isinstance(entry, Parallel):
+        return {"parallel": [[*map(_entry_dict, branch)] for branch in entry.branches]}
+    if isinstance(entry, Goto):
+        return {"goto": entry.target}
+    if isinstance(entry, (Fail, Succeed)):
+        return {type(entry).__name__.lower(): {"name": entry.name}}
+    if isinstance(entry, Choice):
+        return {"choice": write_fields(entry, CHOICE)}
+    if isinstance(entry, Map):
+        return {"map": write_fields(entry, MAP)}
+    return {"saga": write_fields(entry, SUB_SAGA)}
 
 
-OUTAGE: list[Field] = [("start", "start_ms", *_D), ("end", "end_ms", *_D)]
+_entries = each(_entry, "a list of steps")
+_branches = each(each(_entry, "a list of steps"), "a list of branches (lists of steps)")
+END: list[Field] = [("name", "name", read_identifier, str)]
+BRANCH: list[Field] = [
+    ("when", "when", read_text, str),
+    ("probability", "probability", read_number, float),
+    ("default", "default", read_flag, bool),
+    ("steps", "steps", _entries, lambda entries: [*map(_entry_dict, entries)]),
+]
+_branch = reader(
+    Branch, BRANCH, "a branch such as {when: ok, probability: 0.9, steps: []}", when="a text"
+)
+CHOICE: list[Field] = [
+    ("name", "name", read_identifier, str),
+    (
+        "branches",
+        "branches",
+        each(_branch, "a list of branches", least=1),
+        lambda branches: [write_fields(b, BRANCH) for b in branches],
+    ),
+]
+
+
+def _items(value: object, path: str) -> int | tuple[int, ...]:
+    """A map's item count, or an empirical distribution of counts."""
+    if not isinstance(value, dict):
+        return int(read_count(value, path))
+    fields = read_fields(
+        value,
+        path,
+        ITEMS,
+        "a count or {dist: empirical, samples: [...]}",
+        dist="'empirical'",
+        samples="a list of counts",
+    )
+    if fields["dist"] != "empirical":
+        raise expected("'empirical'", fields["dist"], f"{path}.dist")
+    return tuple(fields["samples"])
+
+
+def _items_dict(items: int | tuple[int, ...]) -> Any:
+    return items if isinstance(items, int) else {"dist": "empirical", "samples": list(items)}
+
+
+_samples_of_counts = each(
+    typed("a non-negative integer", lambda v: is_count(v) or v == 0, int),
+    "a non-empty list of counts",
+    least=1,
+)
+ITEMS: list[Field] = [
+    ("dist", "dist", read_text, str),
+    ("samples", "samples", _samples_of_counts, list),
+]
+MAP: list[Field] = [
+    ("name", "name", read_identifier, str),
+    ("items", "items", _items, _items_dict),
+    ("concurrency", "concurrency", read_count, int),
+    ("steps", "steps", _entries, lambda entries: [*map(_entry_dict, entries)]),
+]
+SUB_SAGA: list[Field] = [
+    ("name", "name", read_identifier, str),
+    ("model", "model", read_label, str),
+    ("compensation", "compensation", _compensation, _compensation_dict),
+]
+
+
+OUTAGE: list[Field] = [("start", "start_ms", *DURATION), ("end", "end_ms", *DURATION)]
 _WINDOW = "a window such as {start: 60s, end: 90s}"
-_outage = _reader(Outage, OUTAGE, _WINDOW, start="a duration", end="a duration")
-_outages = _each(_outage, "a list of {start, end} windows")
+_outage = reader(Outage, OUTAGE, _WINDOW, start="a duration", end="a duration")
+_outages = each(_outage, "a list of {start, end} windows")
 SERVICE: list[Field] = [
-    ("capacity", "capacity", _count, int),
-    ("outages", "outages", _outages, lambda outages: [_write(o, OUTAGE) for o in outages]),
+    ("capacity", "capacity", read_count, int),
+    ("outages", "outages", _outages, lambda outages: [write_fields(o, OUTAGE) for o in outages]),
 ]
 
 
@@ -410,24 +331,49 @@ def _services(value: object, path: str) -> tuple[Service, ...]:
     )
 
 
-ARRIVALS: list[Field] = [("rate", "rate_per_s", read_rate, lambda rate: f"{_plain(rate)}/s")]
-_arrivals = _reader(Arrivals, ARRIVALS, "a mapping such as {rate: 50/s}", rate="a rate")
+ARRIVALS: list[Field] = [("rate", "rate_per_s", read_rate, lambda rate: f"{plain_number(rate)}/s")]
+_arrivals = reader(Arrivals, ARRIVALS, "a mapping such as {rate: 50/s}", rate="a rate")
 BROKER: list[Field] = [
     ("latency", "latency", read_latency, _latency_dict),
-    *((key, key, _number, float) for key in ("loss", "duplicate", "reorder")),
-    ("redelivery", "redelivery", read_retry, lambda retry: _write(retry, RETRY)),
+    *((key, key, read_number, float) for key in ("loss", "duplicate", "reorder")),
+    ("redelivery", "redelivery", read_retry, lambda retry: write_fields(retry, RETRY)),
 ]
-_broker = _reader(Broker, BROKER, "a mapping such as {latency: {dist: constant, value: 2ms}}")
+_broker = reader(Broker, BROKER, "a mapping such as {latency: {dist: constant, value: 2ms}}")
 SAGA: list[Field] = [
     ("saga", "name", read_label, str),
-    ("description", "description", _text, str),
-    ("coordination", "coordination", _choice("orchestration", "choreography"), str),
-    ("compensation_order", "compensation_order", _choice("reverse", "parallel"), str),
-    ("services", "services", _services, lambda ss: {s.name: _write(s, SERVICE) for s in ss}),
-    ("steps", "steps", _each(_entry, "a list of steps"), lambda es: [*map(_entry_dict, es)]),
-    ("arrivals", "arrivals", _arrivals, lambda arrivals: _write(arrivals, ARRIVALS)),
-    ("broker", "broker", _broker, lambda broker: _write(broker, BROKER)),
+    ("description", "description", read_text, str),
+    ("coordination", "coordination", one_of("orchestration", "choreography"), str),
+    ("compensation_order", "compensation_order", one_of("reverse", "parallel"), str),
+    ("services", "services", _services, lambda ss: {s.name: write_fields(s, SERVICE) for s in ss}),
+    ("steps", "steps", each(_entry, "a list of steps"), lambda es: [*map(_entry_dict, es)]),
+    ("arrivals", "arrivals", _arrivals, lambda arrivals: write_fields(arrivals, ARRIVALS)),
+    ("broker", "broker", _broker, lambda broker: write_fields(broker, BROKER)),
 ]
+
+
+#: While a file is read: the folder its sub-sagas are relative to, and the files being read
+#: (real path and as written), outermost first, to catch a sub-saga that includes itself.
+_READING: ContextVar[tuple[str, tuple[tuple[str, str], ...]]] = ContextVar(
+    "sagasim_reading", default=(".", ())
+)
+
+
+def _sub_saga(value: object, path: str) -> SubSaga:
+    what = "a mapping with 'name' and 'model'"
+    fields = read_fields(value, path, SUB_SAGA, what, name="a name", model="a file name")
+    base, chain = _READING.get()
+    child = os.path.join(base, fields["model"])
+    real = os.path.realpath(child)
+    reals = [r for r, _ in chain]
+    if real in reals:
+        cycle = " → ".join([shown for _, shown in chain[reals.index(real) :]] + [child])
+        message = f"expected a sub-saga that does not include itself, got the cycle {cycle}"
+        raise SagaDefinitionError(message, path=f"{path}.model")
+    if not os.path.isfile(child):
+        raise SagaDefinitionError(
+            f"expected a readable sub-saga file, got {child} (no such file)", path=f"{path}.model"
+        )
+    return SubSaga(saga=load(child), **fields)
 
 
 # --- Public entry points ------------------------------------------------------------------------
@@ -441,11 +387,17 @@ def build(data: object) -> Saga:
 
 
 def from_dict(
-    data: object, *, file: str | None = None, lines: Mapping[str, int] | None = None
+    data: object,
+    *,
+    file: str | None = None,
+    lines: Mapping[str, int] | None = None,
+    base: str | os.PathLike[str] | None = None,
 ) -> Saga:
     """Check plain data in the YAML format and build the :class:`Saga` it describes.
 
-    ``file`` and ``lines`` (model path -> line, as :func:`parse_yaml` returns) serve the errors.
+    ``file`` and ``lines`` (model path -> line, as :func:`parse_yaml` returns) serve the errors;
+    a sub-saga's ``model`` is read relative to ``base`` (default: the folder of ``file`` if it
+    is a real file, else the current folder).
 
     Examples
     --------
@@ -456,16 +408,27 @@ def from_dict(
     ...
     sagasim.exceptions.SagaDefinitionError: steps[0]: unknown key 'failur' (...'failure'?)
     """
+    _outer, chain = _READING.get()
+    if base is None:
+        base = os.path.dirname(file) or "." if file is not None and os.path.isfile(file) else "."
+    if file is not None and os.path.isfile(file):
+        chain = (*chain, (os.path.realpath(file), file))
+    token = _READING.set((os.fspath(base), chain))
     try:
         return build(data)
     except SagaDefinitionError as err:
+        if err.file is not None:  # raised while reading a sub-saga's own file: it says where
+            raise
         at = _join(err.path, err.key) if isinstance(err, UnknownKey) else err.path
         line = None if lines is None else _yaml.line_of(lines, at)
         raise SagaDefinitionError(err.message, path=err.path, file=file, line=line) from None
+    finally:
+        _READING.reset(token)
 
 
-def loads(text: str, *, file: str = "<string>") -> Saga:
-    """Build a :class:`Saga` from YAML text; ``file`` names it in error messages.
+def loads(text: str, *, file: str = "<string>", base: str | os.PathLike[str] | None = None) -> Saga:
+    """Build a :class:`Saga` from YAML text; ``file`` names it in error messages, and sub-saga
+    files are read relative to ``base`` (default: the folder of ``file``, or the current one).
 
     Examples
     --------
@@ -476,7 +439,7 @@ def loads(text: str, *, file: str = "<string>") -> Saga:
     if data is None:
         message = "expected a mapping with keys 'saga' and 'steps', got an empty document"
         raise SagaDefinitionError(message, file=file, line=1)
-    return from_dict(data, file=file, lines=lines)
+    return from_dict(data, file=file, lines=lines, base=base)
 
 
 def load(path: str | os.PathLike[str]) -> Saga:
@@ -500,7 +463,7 @@ def to_dict(saga: Saga) -> dict[str, Any]:
     >>> to_dict(loads("saga: s\\narrivals: {rate: 3000/min}\\nsteps: [{name: a, timeout: 1500ms}]"))
     {'saga': 's', 'steps': [{'name': 'a', 'timeout': '1.5s'}], 'arrivals': {'rate': '50/s'}}
     """
-    return _write(saga, SAGA)
+    return write_fields(saga, SAGA)
 
 
 def dumps(saga: Saga) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 from ..exceptions import SagaDefinitionError
 from ..model.saga import Saga, Step
 from . import yaml as _yaml
-from .format import SAGA, UnknownKey, build, did_you_mean, to_dict
+from .format import SAGA, build, to_dict
+from .values import UnknownKey, did_you_mean
 from .yaml import join as _join
 
 __all__ = ["apply_overrides"]

@@ -79,6 +79,7 @@ def _unrolled(m: Map) -> Entry:
         n: Parallel(
             branches=tuple(_item(_block(m.steps), k) for k in range(1, n + 1)),
             concurrency=m.concurrency,
+            origin=m.name,
         )
         for n in m.counts
     }

@@ -14,10 +14,26 @@ sagasim.exceptions.SagaDefinitionError: steps[0].failure: expected a probability
 
 from __future__ import annotations
 
+import difflib
 import keyword
 
 from ..exceptions import SagaDefinitionError
-from .saga import RESERVED_NAMES, Action, Parallel, Retry, Saga
+from .saga import (
+    RESERVED_NAMES,
+    Action,
+    Choice,
+    Entry,
+    Fail,
+    Goto,
+    Map,
+    Parallel,
+    Retry,
+    Saga,
+    Step,
+    SubSaga,
+    Succeed,
+    walk,
+)
 
 __all__ = ["validate"]
 
@@ -74,46 +90,108 @@ def validate(saga: Saga) -> None:
         raise SagaDefinitionError("expected at least one step, got none", path="steps")
     pivots: list[str] = []
     used_services: set[str] = set()
-    for index, entry in enumerate(saga.steps):
-        path = f"steps[{index}]"
-        if isinstance(entry, Parallel):
+
+    def check_step(step: Step, path: str, inside: str | None) -> None:
+        check_name(step.name, f"{path}.name")
+        check_action(step, path)
+        used_services.add(step.service_name)
+        if step.max_visits is not None and not (
+            isinstance(step.max_visits, int) and step.max_visits >= 1
+        ):
+            raise SagaDefinitionError(
+                f"expected a positive integer, got {step.max_visits!r}", path=f"{path}.max_visits"
+            )
+        if step.kind == "pivot":
+            if inside is not None:
+                raise SagaDefinitionError(
+                    f"expected the pivot outside {PLURAL[inside]}, got it inside one",
+                    path=f"{path}.kind",
+                )
+            pivots.append(path)
+            if len(pivots) > 1:
+                raise SagaDefinitionError(
+                    f"expected at most one pivot, got a second one (first at {pivots[0]})",
+                    path=f"{path}.kind",
+                )
+        if step.compensation is not None:
+            check_name(step.compensation.name, f"{path}.compensation.name")
+            check_action(step.compensation, f"{path}.compensation")
+            used_services.add(step.compensation.service or step.service_name)
+
+    def check_list(entries: tuple[Entry, ...], prefix: str, inside: str | None) -> None:
+        for i, entry in enumerate(entries):
+            check_entry(entry, f"{prefix}[{i}]", inside)
+
+    def check_entry(entry: Entry, path: str, inside: str | None) -> None:
+        if isinstance(entry, Step):
+            check_step(entry, path, inside)
+        elif isinstance(entry, Parallel):
+            refuse_nested(entry, path, inside, "a parallel group")
             if len(entry.branches) < 1:
                 raise SagaDefinitionError(
                     "expected at least one branch, got none", path=f"{path}.parallel"
                 )
-            located = [
-                (step, f"{path}.parallel[{b}][{k}]")
-                for b, branch in enumerate(entry.branches)
-                for k, step in enumerate(branch)
-            ]
             for b, branch in enumerate(entry.branches):
                 if not branch:
                     raise SagaDefinitionError(
                         "expected a branch with at least one step, got an empty one",
                         path=f"{path}.parallel[{b}]",
                     )
-        else:
-            located = [(entry, path)]
-        for step, step_path in located:
-            check_name(step.name, f"{step_path}.name")
-            check_action(step, step_path)
-            used_services.add(step.service_name)
-            if step.kind == "pivot":
-                if isinstance(entry, Parallel):
-                    raise SagaDefinitionError(
-                        "expected the pivot outside parallel groups, got it inside one",
-                        path=f"{step_path}.kind",
-                    )
-                pivots.append(step_path)
-                if len(pivots) > 1:
-                    raise SagaDefinitionError(
-                        f"expected at most one pivot, got a second one (first at {pivots[0]})",
-                        path=f"{step_path}.kind",
-                    )
-            if step.compensation is not None:
-                check_name(step.compensation.name, f"{step_path}.compensation.name")
-                check_action(step.compensation, f"{step_path}.compensation")
-                used_services.add(step.compensation.service or step.service_name)
+                check_list(branch, f"{path}.parallel[{b}]", "parallel group")
+        elif isinstance(entry, Choice):
+            check_name(entry.name, f"{path}.choice.name")
+            check_choice(entry, f"{path}.choice")
+            for b, branch in enumerate(entry.branches):
+                check_list(branch.steps, f"{path}.choice.branches[{b}].steps", inside)
+        elif isinstance(entry, Map):
+            refuse_nested(entry, path, inside, "a map")
+            check_name(entry.name, f"{path}.map.name")
+            check_map(entry, f"{path}.map")
+            check_list(entry.steps, f"{path}.map.steps", "map body")
+        elif isinstance(entry, SubSaga):
+            check_name(entry.name, f"{path}.saga.name")
+            if inside is not None and any(
+                isinstance(e, (Parallel, Map)) for e in walk(entry.saga.steps)
+            ):
+                raise SagaDefinitionError(
+                    f"expected a sub-saga without parallel groups or maps inside a {inside},"
+                    f" got {entry.model}, which has one",
+                    path=f"{path}.saga.model",
+                )
+            if entry.compensation is not None:
+                check_name(entry.compensation.name, f"{path}.saga.compensation.name")
+                check_action(entry.compensation, f"{path}.saga.compensation")
+                used_services.add(entry.compensation.service or entry.name)
+            try:
+                check_list(entry.saga.steps, f"{path}.saga", inside)
+            except SagaDefinitionError as err:  # the child's own rules held in its file
+                raise SagaDefinitionError(
+                    f"{err.message} (in sub-saga {entry.model}, at {err.path})",
+                    path=f"{path}.saga.model",
+                ) from None
+        elif isinstance(entry, (Fail, Succeed)):
+            word = "fail" if isinstance(entry, Fail) else "succeed"
+            if not isinstance(entry.name, str) or not entry.name.isidentifier():
+                raise SagaDefinitionError(
+                    f"expected an identifier, got {entry.name!r}", path=f"{path}.{word}.name"
+                )
+            if isinstance(entry, Succeed) and inside is not None:
+                raise SagaDefinitionError(
+                    f"expected succeed outside {PLURAL[inside]} (a {inside} cannot end the "
+                    "whole saga while others run), got it inside one",
+                    path=f"{path}.succeed",
+                )
+
+    def refuse_nested(entry: Entry, path: str, inside: str | None, what: str) -> None:
+        if inside is not None:
+            raise SagaDefinitionError(
+                f"expected {what} only outside parallel groups and maps (they do not nest),"
+                f" got one inside a {inside}",
+                path=path,
+            )
+
+    check_list(saga.steps, "steps", None)
+    check_flow(saga)
     for service in saga.services:
         spath = f"services.{service.name}"
         if service.name not in used_services:
@@ -151,3 +229,138 @@ def validate(saga: Saga) -> None:
         raise SagaDefinitionError(
             f"expected a positive rate, got {saga.arrivals.rate_per_s!r}/s", path="arrivals.rate"
         )
+
+
+def check_choice(choice: Choice, path: str) -> None:
+    """Branch probabilities in [0, 1] summing to 1, or to at most 1 with one default."""
+    if not choice.branches:
+        raise SagaDefinitionError("expected at least one branch, got none", path=f"{path}.branches")
+    defaults = [b for b, branch in enumerate(choice.branches) if branch.default]
+    if len(defaults) > 1:
+        raise SagaDefinitionError(
+            f"expected at most one default branch, got a second one (first at branches"
+            f"[{defaults[0]}])",
+            path=f"{path}.branches[{defaults[1]}].default",
+        )
+    total = 0.0
+    for b, branch in enumerate(choice.branches):
+        at = f"{path}.branches[{b}]"
+        if branch.default:
+            if branch.probability is not None:
+                raise SagaDefinitionError(
+                    "expected no probability on the default branch (it takes what the others "
+                    f"leave), got {branch.probability!r}",
+                    path=f"{at}.probability",
+                )
+            continue
+        if branch.probability is None:
+            raise SagaDefinitionError(
+                "expected a probability (or default: true), got nothing (the key is missing)",
+                path=f"{at}.probability",
+            )
+        if not 0.0 <= branch.probability <= 1.0:
+            raise SagaDefinitionError(
+                f"expected a probability in [0, 1], got {branch.probability!r}",
+                path=f"{at}.probability",
+            )
+        total += branch.probability
+    if defaults and total > 1 + SUM_SLACK:
+        raise SagaDefinitionError(
+            f"expected branch probabilities summing to at most 1 beside the default, got {total:g}",
+            path=f"{path}.branches",
+        )
+    if not defaults and abs(total - 1) > SUM_SLACK:
+        raise SagaDefinitionError(
+            f"expected branch probabilities summing to 1 (or a default branch), got {total:g}",
+            path=f"{path}.branches",
+        )
+
+
+def check_map(m: Map, path: str) -> None:
+    samples = (m.items,) if isinstance(m.items, int) else m.items
+    if isinstance(m.items, int) and (isinstance(m.items, bool) or m.items < 1):
+        raise SagaDefinitionError(
+            f"expected a positive integer, got {m.items!r}", path=f"{path}.items"
+        )
+    if not samples or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in samples):
+        raise SagaDefinitionError(
+            f"expected a non-empty list of non-negative counts, got {list(samples)!r}",
+            path=f"{path}.items.samples",
+        )
+    if m.concurrency is not None and m.concurrency < 1:
+        raise SagaDefinitionError(
+            f"expected a positive integer, got {m.concurrency!r}", path=f"{path}.concurrency"
+        )
+    if not m.steps:
+        raise SagaDefinitionError(
+            "expected a body with at least one step, got an empty one", path=f"{path}.steps"
+        )
+
+
+def check_flow(saga: Saga) -> None:
+    """Every goto names an entry of its own list or an enclosing one (never into a parallel
+    branch, a choice branch, a map body or a sub-saga from outside, nor out of a branch or a
+    body); a cycle with effects needs ``max_visits`` on its target step."""
+
+    def visit(block: tuple[Entry, ...], prefix: str, outer: list[Scope], fenced: bool) -> None:
+        for i, entry in enumerate(block):
+            path = f"{prefix}[{i}]"
+            chain = [*outer, (block, i, fenced)]
+            if isinstance(entry, Goto):
+                check_goto(entry, path, chain)
+            if isinstance(entry, Parallel):
+                for b, branch in enumerate(entry.branches):
+                    visit(branch, f"{path}.parallel[{b}]", chain, True)
+            elif isinstance(entry, Choice):
+                for b, branch in enumerate(entry.branches):
+                    visit(branch.steps, f"{path}.choice.branches[{b}].steps", chain, False)
+            elif isinstance(entry, Map):
+                visit(entry.steps, f"{path}.map.steps", chain, True)
+
+    def check_goto(goto: Goto, path: str, chain: list[Scope]) -> None:
+        for held, at, fenced in reversed(chain):
+            target = next((j for j, e in enumerate(held) if _named(e, goto.target)), None)
+            if target is not None:
+                if target <= at:
+                    check_cycle(goto, path, held[target : at + 1])
+                return
+            if fenced:
+                break
+        names = [n for e in walk(saga.steps) for n in [_name_of(e)] if n]
+        close = difflib.get_close_matches(goto.target, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SagaDefinitionError(
+            f"expected the name of an entry of this step list or an enclosing one, got "
+            f"{goto.target!r}{hint}",
+            path=f"{path}.goto",
+        )
+
+    def check_cycle(goto: Goto, path: str, cycle: tuple[Entry, ...]) -> None:
+        effects = [e.name for e in walk(cycle) if isinstance(e, Step) and e.effects]
+        head = cycle[0]
+        if effects and not (isinstance(head, Step) and head.max_visits is not None):
+            raise SagaDefinitionError(
+                f"expected max_visits on the step {goto.target}, got none: the cycle back to it "
+                f"has effects ({effects[0]}), so it must be bounded",
+                path=f"{path}.goto",
+            )
+
+    visit(saga.steps, "steps", [], False)
+
+
+PLURAL = {"parallel group": "parallel groups", "map body": "map bodies"}
+#: How far branch probabilities may sum from 1 (they are written in decimal).
+SUM_SLACK = 1e-9
+#: A step list on the way to a goto: the list, the entry holding the goto, and whether the
+#: list is a parallel branch or map body (gotos do not leave those).
+Scope = tuple[tuple["Entry", ...], int, bool]
+
+
+def _name_of(entry: Entry) -> str | None:
+    if isinstance(entry, (Step, Choice, Map, SubSaga)):
+        return entry.name
+    return None
+
+
+def _named(entry: Entry, name: str) -> bool:
+    return _name_of(entry) == name

@@ -175,12 +175,14 @@ class Step(Action):
 class Parallel:
     """Branches that start together; the group completes when every branch has.
 
-    ``concurrency`` is not part of the format: :func:`sagasim.machine.core` sets it when it
-    unrolls a ``map`` into a group, whose branches then start at most that many at a time.
+    ``concurrency`` and ``origin`` are not part of the format: :func:`sagasim.machine.core`
+    sets them when it unrolls a ``map`` into a group (whose branches then start at most
+    ``concurrency`` at a time), ``origin`` being the map's name.
     """
 
     branches: tuple[tuple[Entry, ...], ...]
     concurrency: int | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,7 +416,7 @@ class Saga:
         return any(
             not isinstance(e, (Step, Parallel))
             or (isinstance(e, Step) and (e.compensate_on_failure or e.max_visits is not None))
-            or (isinstance(e, Parallel) and e.concurrency is not None)
+            or (isinstance(e, Parallel) and (e.concurrency is not None or e.origin is not None))
             for e in walk(self.steps)
         )
 
