@@ -94,3 +94,43 @@ def test_the_dsl_checks_the_graph_rules() -> None:
         saga("s", step("a"), choice("c", branch("x", goto("a"), probability=1.0)))
     with pytest.raises(SagaDefinitionError, match=r"expected a branch\(\.\.\.\), got 'x'"):
         choice("c", "x")  # type: ignore[arg-type]
+
+
+def test_set_reaches_branches_map_sizes_and_the_steps_of_a_sub_saga() -> None:
+    order = io.load(MODELS / "order_with_stock_check.yaml")
+    by_index = io.apply_overrides(order, ["stock_level.0=0.7"])
+    assert by_index.steps[1].probabilities == pytest.approx((0.7, 0.3))  # type: ignore[union-attr]
+    default = io.apply_overrides(order, ["stock_level.otherwise=0.2"])  # the rest scales
+    assert default.steps[1].probabilities == pytest.approx((0.8, 0.2))  # type: ignore[union-attr]
+    bulk = io.apply_overrides(
+        io.load(MODELS / "bulk_order.yaml"), ["pack_items.items=4", "pack_item.failure=0.1"]
+    )
+    assert bulk.steps[1].items == 4 and bulk.steps[1].steps[0].failure == 0.1  # type: ignore[union-attr]
+    trip = io.apply_overrides(
+        io.load(MODELS / "trip_with_hotel.yaml"),
+        ["confirm_room.reject=0.5", "charge_traveller.reject=0.2"],
+    )
+    assert trip.steps[1].saga.step("confirm_room").reject == 0.5  # type: ignore[union-attr]
+    assert trip.step("charge_traveller").reject == 0.2
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("stock_level.0=1.7", "--set stock_level.0=1.7: expected a probability in [0, 1], got 1.7"),
+        (
+            "stock_levle.0=0.5",
+            "--set stock_levle.0=0.5: unknown step or compensation 'stock_levle' (did you mean"
+            " 'stock_level'?)",
+        ),
+        (
+            "stock_level.otherwise=2",
+            "--set stock_level.otherwise=2: expected a probability in [0, 1], got 2",
+        ),
+    ],
+)
+def test_a_bad_branch_override_is_one_line(assignment: str, message: str) -> None:
+    order = io.load(MODELS / "order_with_stock_check.yaml")
+    with pytest.raises(SagaDefinitionError) as caught:
+        io.apply_overrides(order, [assignment])
+    assert str(caught.value) == message

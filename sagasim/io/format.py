@@ -358,9 +358,16 @@ _READING: ContextVar[tuple[str, tuple[tuple[str, str], ...]]] = ContextVar(
 )
 
 
+#: Sub-sagas already read, by name, that a rebuild takes instead of their files.
+_KNOWN: ContextVar[dict[str, Saga]] = ContextVar("sagasim_known", default={})  # noqa: B039
+
+
 def _sub_saga(value: object, path: str) -> SubSaga:
     what = "a mapping with 'name' and 'model'"
     fields = read_fields(value, path, SUB_SAGA, what, name="a name", model="a file name")
+    known = _KNOWN.get().get(fields["name"])
+    if known is not None:
+        return SubSaga(saga=known, **fields)
     base, chain = _READING.get()
     child = os.path.join(base, fields["model"])
     real = os.path.realpath(child)
@@ -379,9 +386,16 @@ def _sub_saga(value: object, path: str) -> SubSaga:
 # --- Public entry points ------------------------------------------------------------------------
 
 
-def build(data: object) -> Saga:
+def build(data: object, *, children: Mapping[str, Saga] | None = None) -> Saga:
+    """The saga ``data`` describes, validated; its sub-sagas are read from their files, or
+    taken from ``children`` by name (overrides rebuild a saga without reading files again)."""
     what = "a mapping with keys 'saga' and 'steps'"
-    saga = Saga(**read_fields(data, "", SAGA, what, saga="a saga name", steps="a list of steps"))
+    token = _KNOWN.set(dict(children or {}))
+    try:
+        fields = read_fields(data, "", SAGA, what, saga="a saga name", steps="a list of steps")
+    finally:
+        _KNOWN.reset(token)
+    saga = Saga(**fields)
     validate_model(saga)
     return saga
 
