@@ -115,6 +115,10 @@ def test_the_schema_knows_exactly_the_loader_keys() -> None:
     assert set(by_dist) == set(io.DISTRIBUTIONS)
     for dist, (_, table) in io.DISTRIBUTIONS.items():
         assert set(by_dist[dist]["properties"]) == {"dist"} | keys_of(table), dist
+    graph = {"choice": io.CHOICE, "map": io.MAP, "saga": io.SUB_SAGA, "fail": io.END}
+    for word, table in graph.items():
+        assert set(defs[word]["properties"][word]["properties"]) == keys_of(table), word
+    assert set(defs["branch"]["properties"]) == keys_of(io.BRANCH)
     for definition in [SCHEMA, *defs.values(), *by_dist.values()]:
         if definition.get("type") == "object" and "properties" in definition:
             assert definition["additionalProperties"] is False
