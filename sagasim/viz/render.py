@@ -37,6 +37,7 @@ import graphviz
 import networkx as nx
 
 from ..exceptions import UsageError
+from ..machine.program import ATTEMPT_KINDS
 from ..model.saga import Saga
 from .choreography import extract_choreography
 from .diagram import MAX_STATES_DRAWN, START, Diagram, Edge, Node, machine_view, saga_view
@@ -175,11 +176,24 @@ def states_diagram(G: nx.DiGraph, bad: Collection[Hashable] | None = None) -> gr
     if 0 in G:
         d.nodes.append(Node(START, "", look="start"))
         d.edges.append(Edge(START, "0"))
+    deciding = {n for n in G if _deciding(G, n)}
     for n, data in G.nodes(data=True):
         look = "end_bad" if n in bad else "state" if data.get("outcome") is None else "end_ok"
+        look = "choice" if n in deciding else look
         d.nodes.append(Node(str(n), str(data.get("label", n)), look=look))
     for u, v, data in G.edges(data=True):
         event = str(data.get("event", ""))
-        look = "forward" if event.endswith(".ok") or not event else "failure"
+        look = "forward" if event.endswith(".ok") or not event or u in deciding else "failure"
         d.edges.append(Edge(str(u), str(v), event, "retry" if u == v else look))
     return to_graphviz(d)
+
+
+def _deciding(G: nx.DiGraph, n: Hashable) -> bool:
+    """Whether state ``n`` decides a choice: the machine names it ``deciding_...`` and only
+    branch events leave it (a branch label never reads like an attempt's event)."""
+    if not str(G.nodes[n].get("label", "")).startswith("deciding_"):
+        return False
+    kinds = [
+        str(data.get("event", "")).rsplit(".", 1)[-1] for _, _, data in G.out_edges(n, data=True)
+    ]
+    return bool(kinds) and not ATTEMPT_KINDS.intersection(kinds)

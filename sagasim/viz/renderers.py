@@ -9,7 +9,18 @@ from itertools import pairwise
 
 import graphviz
 
-from .diagram import CLUSTER_STYLE, EDGE_LOOKS, NODE_LOOKS, Diagram, Edge, Look, Node
+from .diagram import (
+    CLUSTER_STYLE,
+    EDGE_LOOKS,
+    MAP_BACK,
+    MAP_FRONT,
+    MAP_STYLE,
+    NODE_LOOKS,
+    Diagram,
+    Edge,
+    Look,
+    Node,
+)
 
 FONT = "Helvetica,Arial,sans-serif"
 
@@ -33,8 +44,8 @@ def _node_attrs(node: Node) -> dict[str, str]:
         styles.append("rounded")
     if look.dashed:
         styles.append("dashed")
-    return {
-        "shape": "ellipse" if look.shape == "ellipse" else "box",
+    attrs = {
+        "shape": look.shape if look.shape in ("ellipse", "diamond", "octagon") else "box",
         "style": ",".join(styles),
         "fillcolor": look.fill,
         "color": look.border,
@@ -43,6 +54,9 @@ def _node_attrs(node: Node) -> dict[str, str]:
         "peripheries": "2" if look.double else "1",
         "label": _html_label(node.title, node.subtitle, look),
     }
+    if look.shape in ("diamond", "octagon"):
+        attrs["margin"] = "0.04,0.02"  # these shapes grow faster than their text
+    return attrs
 
 
 def to_graphviz(d: Diagram) -> graphviz.Digraph:
@@ -57,14 +71,9 @@ def to_graphviz(d: Diagram) -> graphviz.Digraph:
     g.attr("edge", fontname=FONT, fontsize="9", arrowsize="0.7")
     cluster_of = {node.id: node.cluster for node in d.nodes}
     column_of = {node_id: index for index, column in enumerate(d.columns) for node_id in column}
-    for cluster, label in d.clusters.items():
-        with g.subgraph(name=cluster) as sub:
-            sub.attr(label=label, **CLUSTER_STYLE)
-            for node in d.nodes:
-                if node.cluster == cluster:
-                    sub.node(node.id, **_node_attrs(node))
-            for column in d.columns:
-                _stack(sub, [n for n in column if cluster_of[n] == cluster])
+    for cluster in d.clusters:
+        if cluster not in d.cluster_parents:
+            _cluster(g, d, cluster)
     for node in d.nodes:
         if node.cluster is None:
             g.node(node.id, **_node_attrs(node))
@@ -74,15 +83,45 @@ def to_graphviz(d: Diagram) -> graphviz.Digraph:
         if len(free) < len(column):
             # A rank cannot hold nodes both inside and outside a cluster: pin the outside ones
             # (compensations of a parallel group's steps) between the neighbouring columns.
-            before, after = d.columns[index - 1], d.columns[index + 1 : index + 2]
+            before = next((c for c in reversed(d.columns[:index]) if c), None)
+            after = next((c for c in d.columns[index + 1 :] if c), None)
             for node_id in free:
-                g.edge(before[-1], node_id, style="invis")
-                for column_after in after:
-                    g.edge(node_id, column_after[-1], style="invis")
+                if before is not None:
+                    g.edge(before[-1], node_id, style="invis")
+                if after is not None:
+                    g.edge(node_id, after[-1], style="invis")
     for edge in d.edges:
         tail, head, attrs = _graphviz_edge(edge, column_of)
         g.edge(tail, head, **attrs)
     return g
+
+
+def _cluster(graph: graphviz.Digraph, d: Diagram, cluster: str) -> None:
+    """Draw ``cluster`` of ``d`` inside ``graph``: its nodes, its clusters, its columns.
+
+    A map is two nested boxes, the outer one a little larger: a stack of cards."""
+    with graph.subgraph(name=cluster) as sub:
+        if d.cluster_looks.get(cluster) == "map":
+            sub.attr(label=d.clusters[cluster], margin="5", fillcolor=MAP_BACK, **MAP_STYLE)
+            with sub.subgraph(name=f"{cluster}_front") as front:
+                front.attr(label="", margin="8", fillcolor=MAP_FRONT, **MAP_STYLE)
+                _fill(front, d, cluster)
+            return
+        sub.attr(label=d.clusters[cluster], **CLUSTER_STYLE)
+        _fill(sub, d, cluster)
+
+
+def _fill(graph: graphviz.Digraph, d: Diagram, cluster: str) -> None:
+    """The nodes of ``cluster``, the clusters inside it, and its nodes' rank columns."""
+    for node in d.nodes:
+        if node.cluster == cluster:
+            graph.node(node.id, **_node_attrs(node))
+    for inner, parent in d.cluster_parents.items():
+        if parent == cluster:
+            _cluster(graph, d, inner)
+    cluster_of = {node.id: node.cluster for node in d.nodes}
+    for column in d.columns:
+        _stack(graph, [n for n in column if cluster_of[n] == cluster])
 
 
 def _stack(graph: graphviz.Digraph, node_ids: list[str]) -> None:
@@ -123,7 +162,14 @@ def _graphviz_edge(edge: Edge, column_of: dict[str, int]) -> tuple[str, str, dic
 # --- Mermaid -----------------------------------------------------------------------------------
 
 #: Mermaid brackets by shape; a double border exists for boxes and ellipses only.
-_MERMAID_SHAPES = {"box": "[]", "rounded": "()", "stadium": "([])", "ellipse": "(())"}
+_MERMAID_SHAPES = {
+    "box": "[]",
+    "rounded": "()",
+    "stadium": "([])",
+    "ellipse": "(())",
+    "diamond": "{}",
+    "octagon": "{{}}",
+}
 _MERMAID_DOUBLE = {"box": "[[]]", "ellipse": "((()))"}
 _MERMAID_KEYWORDS = frozenset(
     {"end", "graph", "flowchart", "subgraph", "style", "class", "classdef", "click"}
@@ -168,12 +214,23 @@ def to_mermaid(d: Diagram) -> str:
     for node in d.nodes:
         if node.cluster is None:
             declare(node, "    ")
-    for cluster, label in d.clusters.items():
-        lines.append(f'    subgraph {cluster} ["{_mermaid_text(label)}"]')
+
+    def subgraph(cluster: str, indent: str) -> None:
+        lines.append(f'{indent}subgraph {cluster} ["{_mermaid_text(d.clusters[cluster])}"]')
         for node in d.nodes:
             if node.cluster == cluster:
-                declare(node, "        ")
-        lines.append("    end")
+                declare(node, indent + "    ")
+        for inner, parent in d.cluster_parents.items():
+            if parent == cluster:
+                subgraph(inner, indent + "    ")
+        lines.append(f"{indent}end")
+
+    for cluster in d.clusters:
+        if cluster not in d.cluster_parents:
+            subgraph(cluster, "    ")
+    for cluster in d.clusters:
+        if d.cluster_looks.get(cluster) == "map":  # the stack's grey back card, as a fill
+            lines.append(f"    style {cluster} fill:{MAP_BACK},stroke:{MAP_STYLE['color']}")
     link_styles: list[str] = []
     for index, edge in enumerate(d.edges):
         arrow = "-.->" if EDGE_LOOKS[edge.look][1] else "-->"
