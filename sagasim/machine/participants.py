@@ -113,7 +113,9 @@ class Participants:
     def gave_up(self, ledger: Ledger, step: str) -> Ledger:
         """The orchestrator stopped running ``step`` without seeing it succeed."""
         i = self.effect_index.get(step)
-        if i is None or ledger[i] == 0:
+        seen = self.seen_index.get(step)
+        # an effect beyond the successes seen (none, unless a goto ran the step before)
+        if i is None or ledger[i] <= (0 if seen is None else ledger[seen]):
             return ledger
         return self._flag(ledger, LATE_LEAK)
 
