@@ -251,3 +251,20 @@ def test_a_fail_in_a_choice_is_counted_by_its_name() -> None:
         "out_of_stock": {"committed": 0.0, "compensated": 0.2, "leaked": 0.0, "stuck": 0.0}
     }
     assert exact.to_dict()["fails"] == exact.fails
+
+
+def test_branch_probabilities_are_ranked_by_their_set_path() -> None:
+    path = (
+        Path(__file__).resolve().parent.parent / "models" / "graph" / "order_with_stock_check.yaml"
+    )
+    saga = io.load(path)
+    ranking = {r.parameter: r for r in analyze(saga).sensitivity}
+    step = 1e-4
+    low, high = (
+        analyze(io.apply_overrides(saga, [f"stock_level.branch_0={p}"]), sensitivity=False)
+        for p in (0.9 - step, 0.9 + step)
+    )
+    slope = (high.compensation_probability - low.compensation_probability) / (2 * step)
+    assert ranking["stock_level.branch_0"].d_compensation_probability == pytest.approx(
+        slope, rel=1e-6
+    )

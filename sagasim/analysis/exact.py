@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import SagaSimError, StateSpaceLimitError
-from ..machine import EVENT_KINDS, OUTCOMES, core, ends
+from ..machine import EVENT_KINDS, OUTCOMES, branch_labels, core, ends
 from ..model import Action, Choice, Entry, Parallel, Saga, Step, SubSaga, validate
 from ..verify.statespace import explore
 from .chain import Absorbed, Chain, agrees, latencies, races_of, table_of
@@ -273,6 +273,7 @@ def _sensitivity(
             more = chain.with_extra_attempt(index, limit).solve(table, saga.name)
             dc, ds = more.compensation - center[0], more.outcomes[STUCK] - center[1]
             rows.append(Sensitivity(f"{action.name}.retry.attempts", dc, float(ds)))
+    rows += _branch_sensitivity(saga, chain, table)
     if skipped:
         notes.append(
             f"sensitivity one-sided or left out for {', '.join(dict.fromkeys(skipped))}: the "
@@ -281,6 +282,41 @@ def _sensitivity(
     return sorted(
         rows, key=lambda r: (-abs(r.d_compensation_probability), -abs(r.d_stuck), r.parameter)
     )
+
+
+def _branch_sensitivity(saga: Saga, chain: Chain, table: np.ndarray) -> list[Sensitivity]:
+    """d(compensation probability) and d P(stuck) in each branch's probability, named
+    ``CHOICE.LABEL`` as ``--set`` reads it. The default branch takes up the change; without
+    one, the other branches give it up in proportion to their probabilities. Branches of
+    probability 0 (no edge in the machine) are left out."""
+    rows: list[Sensitivity] = []
+    first = len(chain.actions)
+    for c, choice in enumerate(chain.choices):
+        row, labels = table[first + c], branch_labels(choice)
+        default = next((b for b, way in enumerate(choice.branches) if way.default), None)
+        for b, way in enumerate(choice.branches):
+            p = row[b]
+            if way.default or p <= 0 or (default is None and p >= 1):
+                continue
+            sides = []
+            for value in (max(0.0, p - STEP), min(1.0, p + STEP)):
+                varied = table.copy()
+                new = row.copy()
+                new[b] = value
+                if default is not None:  # (a default of probability 0 has no edge to take it)
+                    new[default] = max(0.0, row[default] - (value - p))
+                else:
+                    rest = [k for k in range(len(choice.branches)) if k != b]
+                    scale = (1 - value) / max(row[rest].sum(), 1e-300)
+                    new[rest] = row[rest] * scale
+                varied[first + c] = new
+                solved = chain.solve(varied, saga.name)
+                sides.append((value, (solved.compensation, float(solved.outcomes[STUCK]))))
+            (lo, low), (hi, high) = sides
+            if hi > lo:
+                dc, ds = ((y - x) / (hi - lo) for x, y in zip(low, high))
+                rows.append(Sensitivity(f"{choice.name}.{labels[b]}", dc, ds))
+    return rows
 
 
 def _with_actions(saga: Saga, changes: dict[str, dict[str, Any]]) -> Saga:

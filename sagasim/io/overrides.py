@@ -26,7 +26,8 @@ __all__ = ["apply_overrides"]
 
 def _places(saga: Saga) -> dict[str, str]:
     """Where each named thing sits in :func:`to_dict`'s output: steps and compensations, choices
-    (and each branch's probability as ``CHOICE.WHEN`` or ``CHOICE.INDEX``), maps and sub-sagas.
+    (and each branch's probability as ``CHOICE.WHEN``, ``CHOICE.INDEX`` or ``CHOICE.branch_INDEX``,
+    its event label), maps and sub-sagas.
     A sub-saga's own steps are not in the parent's output: see :func:`_children`."""
     places: dict[str, str] = {}
 
@@ -42,12 +43,13 @@ def _places(saga: Saga) -> dict[str, str]:
                     visit(branch, f"{path}.parallel[{b}]")
             elif isinstance(entry, Choice):
                 places[entry.name] = f"{path}.choice"
-                for b, branch in enumerate(entry.branches):
+                for b, way in enumerate(entry.branches):
                     at = f"{path}.choice.branches[{b}]"
-                    if branch.when.isidentifier():  # a condition like "a >= b" goes by index
-                        places.setdefault(f"{entry.name}.{branch.when}", f"{at}.probability")
+                    if way.when.isidentifier():  # a condition like "a >= b" goes by index
+                        places.setdefault(f"{entry.name}.{way.when}", f"{at}.probability")
                     places[f"{entry.name}.{b}"] = f"{at}.probability"
-                    visit(branch.steps, f"{at}.steps")
+                    places[f"{entry.name}.branch_{b}"] = f"{at}.probability"  # its event label
+                    visit(way.steps, f"{at}.steps")
             elif isinstance(entry, Map):
                 places[entry.name] = f"{path}.map"
                 visit(entry.steps, f"{path}.map.steps")

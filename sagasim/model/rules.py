@@ -141,8 +141,8 @@ def validate(saga: Saga) -> None:
         elif isinstance(entry, Choice):
             check_name(entry.name, f"{path}.choice.name")
             check_choice(entry, f"{path}.choice")
-            for b, branch in enumerate(entry.branches):
-                check_list(branch.steps, f"{path}.choice.branches[{b}].steps", inside)
+            for b, way in enumerate(entry.branches):
+                check_list(way.steps, f"{path}.choice.branches[{b}].steps", inside)
         elif isinstance(entry, Map):
             refuse_nested(entry, path, inside, "a map")
             check_name(entry.name, f"{path}.map.name")
@@ -312,8 +312,8 @@ def check_flow(saga: Saga) -> None:
                 for b, branch in enumerate(entry.branches):
                     visit(branch, f"{path}.parallel[{b}]", chain, True)
             elif isinstance(entry, Choice):
-                for b, branch in enumerate(entry.branches):
-                    visit(branch.steps, f"{path}.choice.branches[{b}].steps", chain, False)
+                for b, way in enumerate(entry.branches):
+                    visit(way.steps, f"{path}.choice.branches[{b}].steps", chain, False)
             elif isinstance(entry, Map):
                 visit(entry.steps, f"{path}.map.steps", chain, True)
 
