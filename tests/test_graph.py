@@ -11,9 +11,26 @@ import pytest
 from hypothesis import given, settings
 
 from sagasim.machine import compile_saga
-from sagasim.model import Compensation, Constant, LogNormal, Parallel, Retry, Saga, Step
+from sagasim.model import (
+    Branch,
+    Choice,
+    Compensation,
+    Constant,
+    Fail,
+    Goto,
+    LogNormal,
+    Map,
+    Parallel,
+    Retry,
+    Saga,
+    Step,
+    SubSaga,
+    Succeed,
+)
 from sagasim.viz.graph import step_graph, structure_graph, to_node_link
+from sagasim.viz.places import layout
 
+from .graph_strategies import graph_sagas
 from .strategies import sagas
 
 MODELS = sorted(Path(__file__).parent.parent.joinpath("models").rglob("*.yaml"))
@@ -67,6 +84,151 @@ def order_fulfillment(*, parallel: bool) -> Saga:
 
 SEQUENTIAL = order_fulfillment(parallel=False)
 PARALLEL = order_fulfillment(parallel=True)
+
+# --- sagas of the graph model, one construct each (and MIXED, everything nested) ------------------
+
+ORDER = Saga(
+    name="order",
+    steps=(
+        Step(name="check_stock", effects=False),
+        Choice(
+            name="stock_level",
+            branches=(
+                Branch(
+                    when="in_stock",
+                    probability=0.9,
+                    steps=(Step(name="reserve", compensation=Compensation(name="release")),),
+                ),
+                Branch(when="otherwise", default=True, steps=(Fail(name="out_of_stock"),)),
+            ),
+        ),
+        Step(
+            name="charge",
+            compensation=Compensation(name="refund"),
+            compensate_on_failure=True,
+            reject=0.1,
+        ),
+        Step(name="ship", kind_declared="pivot", reject=0.05),
+    ),
+)
+POLL = Saga(
+    name="poll",
+    steps=(
+        Step(name="submit", compensation=Compensation(name="cancel")),
+        Step(name="poll_status", effects=False, latency=Constant(value_ms=10)),
+        Choice(
+            name="ready",
+            branches=(
+                Branch(when="done", probability=0.6, steps=()),
+                Branch(
+                    when="pending",
+                    default=True,
+                    steps=(
+                        Step(name="wait_a_bit", effects=False, latency=Constant(value_ms=1000)),
+                        Goto(target="poll_status"),
+                    ),
+                ),
+            ),
+        ),
+        Succeed(name="finished"),
+    ),
+)
+
+
+def bulk(items: int | tuple[int, ...] = 3) -> Saga:
+    pack = Step(name="pack", compensation=Compensation(name="unpack"), failure=0.1)
+    return Saga(
+        name="bulk",
+        steps=(
+            Step(name="take", compensation=Compensation(name="untake")),
+            Map(name="pack_items", items=items, concurrency=2, steps=(pack,)),
+            Step(name="ship", reject=0.1),
+        ),
+    )
+
+
+BULK, DRAWN_BULK = bulk(), bulk((1, 2, 2, 5))
+HOTEL = Saga(
+    name="hotel",
+    steps=(
+        Step(name="reserve_room", compensation=Compensation(name="release_room")),
+        Step(name="confirm_room", reject=0.1),
+    ),
+)
+TRIP = Saga(
+    name="trip",
+    steps=(
+        Step(name="book_flight", compensation=Compensation(name="cancel_flight")),
+        SubSaga(
+            name="book_hotel",
+            model="hotel.yaml",
+            saga=HOTEL,
+            compensation=Compensation(name="cancel_hotel"),
+        ),
+        Step(name="pay", reject=0.2),
+    ),
+)
+PACKING = Saga(
+    name="packing",
+    steps=(
+        Step(name="open_box", compensation=Compensation(name="close_box")),
+        Map(
+            name="fill",
+            items=(1, 2),
+            steps=(Step(name="put", compensation=Compensation(name="take_out"), reject=0.1),),
+        ),
+        Choice(
+            name="full",
+            branches=(
+                Branch(when="yes", probability=0.5, steps=(Succeed(name="packed"),)),
+                Branch(when="no", default=True, steps=(Step(name="top_up", effects=False),)),
+            ),
+        ),
+    ),
+)
+MIXED = Saga(
+    name="mixed",
+    steps=(
+        Step(name="start_job", compensation=Compensation(name="drop_job"), max_visits=2),
+        Parallel(
+            branches=(
+                (Step(name="audit", effects=False, reject=0.05),),
+                (
+                    Step(name="quote", effects=False),
+                    Choice(
+                        name="cheap",
+                        branches=(
+                            Branch(when="yes", probability=0.7),
+                            Branch(when="no", default=True, steps=(Fail(name="too_dear"),)),
+                        ),
+                    ),
+                ),
+            )
+        ),
+        SubSaga(name="packing", model="packing.yaml", saga=PACKING),
+        Step(name="verify", effects=False),
+        Choice(
+            name="ok",
+            branches=(
+                Branch(when="good", probability=0.8),
+                Branch(when="retry", default=True, steps=(Goto(target="start_job"),)),
+            ),
+        ),
+        Step(name="deliver", kind_declared="pivot", reject=0.05),
+    ),
+)
+GRAPH_SAGAS = {
+    "order": ORDER,
+    "poll": POLL,
+    "bulk": BULK,
+    "drawn_bulk": DRAWN_BULK,
+    "trip": TRIP,
+    "mixed": MIXED,
+}
+
+
+def labels_of(S: nx.DiGraph) -> dict[tuple[str, str], str]:
+    return {(u, v): d["label"] for u, v, d in S.edges(data=True)}
 
 
 # --- structure_graph -----------------------------------------------------------------------------
@@ -348,5 +510,251 @@ def test_every_model_projects_onto_its_actions(path: Path) -> None:
     for step in saga.all_steps():
         assert S.nodes[step.name]["kind"] == step.kind
         assert S.nodes[step.name]["service"] == step.service_name
-    assert "committed" in S
+    commits = [n for n, d in S.nodes(data=True) if d["outcome"] == "committed"]
+    assert commits and all(S.in_degree(n) for n in commits)
     json.dumps(to_node_link(structure_graph(compile_saga(saga), saga)))
+    json.dumps(to_node_link(S))
+
+
+# --- where the graph model's nodes sit -----------------------------------------------------------
+
+
+def test_layout_gives_each_construct_its_columns() -> None:
+    columns = {name: place.column for name, place in layout(ORDER).places.items()}
+    assert columns == {
+        "check_stock": 1,
+        "stock_level": 2,
+        "reserve": 3,  # a choice's branches share the columns after its diamond
+        "release": 3,
+        "fail__out_of_stock": 3,
+        "charge": 4,
+        "refund": 4,
+        "ship": 5,
+    }
+    assert layout(ORDER).width == 6
+    poll = layout(POLL)
+    assert {n: p.column for n, p in poll.places.items() if p.role != "compensation"} == {
+        "submit": 1,
+        "poll_status": 2,
+        "ready": 3,
+        "wait_a_bit": 4,  # the goto after it takes no column
+        "succeed__finished": 5,
+    }
+    trip = layout(TRIP)
+    assert [trip.places[n].column for n in ("reserve_room", "confirm_room", "pay")] == [2, 3, 4]
+    whole = trip.places["cancel_hotel"]
+    assert (whole.role, whole.owner, whole.column, whole.containers) == (
+        "compensation",
+        "book_hotel",
+        2,
+        (),
+    )
+
+
+def test_layout_boxes_nest() -> None:
+    lay = layout(MIXED)
+    boxes = {c.id: (c.kind, c.label, c.parent) for c in lay.containers.values()}
+    assert boxes == {
+        "cluster_group_1": ("parallel", "parallel", None),
+        "cluster_saga_packing": ("saga", "saga packing (packing.yaml)", None),
+        "cluster_map_fill": (
+            "map",
+            "map fill · items: [1, 2] · concurrency: all",
+            "cluster_saga_packing",
+        ),
+    }
+    assert lay.places["put"].containers == ("cluster_saga_packing", "cluster_map_fill")
+    assert lay.places["cheap"].containers == ("cluster_group_1",)
+    assert (lay.places["quote"].group, lay.places["quote"].branch) == (1, 1)
+    assert lay.places["fail__max_visits"].column == lay.places["start_job"].column
+    assert lay.hidden == {"fill"}  # its drawn count is the map's box, not a diamond
+    assert layout(BULK).containers["cluster_map_pack_items"].label == (
+        "map pack_items · items: 3 · concurrency: 2"
+    )
+
+
+def test_layout_names_map_items_back_to_the_body() -> None:
+    lay = layout(BULK)
+    assert lay.aliases == {
+        **{f"pack_{k}": "pack" for k in (1, 2, 3)},
+        **{f"unpack_{k}": "unpack" for k in (1, 2, 3)},
+    }
+    assert lay.items["unpack_2"] == ("pack_items", 2)
+    assert layout(ORDER).aliases == {} and layout(ORDER).hidden == frozenset()
+
+
+def test_layout_traces_what_flows_into_gotos_and_succeeds() -> None:
+    poll = layout(POLL)
+    assert poll.gotos == {("wait_a_bit", "ok")}
+    assert poll.succeeds == {("ready", "done"): "succeed__finished"}
+    assert poll.ending == {"succeed__finished"}
+    mixed = layout(MIXED)
+    assert mixed.gotos == {("ok", "retry")}
+    assert mixed.succeeds == {("full", "yes"): "succeed__packed"}
+    assert mixed.ending == frozenset()  # it ends the sub-saga only
+
+
+# --- the graph model's step graph ----------------------------------------------------------------
+
+
+def test_step_graph_of_a_choice_with_a_fail_end() -> None:
+    S = step_graph(compile_saga(ORDER), ORDER)
+    assert labels_of(S) == {
+        ("check_stock", "stock_level"): "ok",
+        ("stock_level", "reserve"): "in_stock · 90%",
+        ("stock_level", "fail__out_of_stock"): "otherwise · 10% (default)",
+        ("reserve", "charge"): "ok",
+        ("fail__out_of_stock", "compensated"): "",
+        ("charge", "ship"): "ok",
+        ("charge", "refund"): "reject",
+        ("ship", "committed"): "ok",
+        ("ship", "refund"): "reject",
+        ("refund", "release"): "ok",
+        ("release", "compensated"): "ok",
+    }
+    roles = {n: d["role"] for n, d in S.nodes(data=True)}
+    assert (roles["stock_level"], roles["fail__out_of_stock"]) == ("choice", "fail")
+    assert S.nodes["fail__out_of_stock"]["label"] == "out_of_stock"
+    branch = S.edges["stock_level", "fail__out_of_stock"]
+    assert (branch["kinds"], branch["events"], branch["flow"]) == (
+        ("otherwise",),
+        ("stock_level.otherwise",),
+        "forward",
+    )
+    # compensate_on_failure: the failure goes straight into the step's own compensation
+    assert [(u, v) for u, v, d in S.edges(data=True) if d["own"]] == [("charge", "refund")]
+    assert not any(d["goto"] for _, _, d in S.edges(data=True))
+
+
+def test_step_graph_of_a_loop_that_succeeds() -> None:
+    S = step_graph(compile_saga(POLL), POLL)
+    assert labels_of(S) == {
+        ("submit", "poll_status"): "ok",
+        ("poll_status", "ready"): "ok",
+        ("ready", "succeed__finished"): "done · 60%",
+        ("ready", "wait_a_bit"): "pending · 40% (default)",
+        ("wait_a_bit", "poll_status"): "ok",
+    }
+    assert [(u, v) for u, v, d in S.edges(data=True) if d["goto"]] == [
+        ("wait_a_bit", "poll_status")
+    ]
+    end = S.nodes["succeed__finished"]
+    assert (end["role"], end["outcome"], end["consistent"]) == ("succeed", "committed", True)
+    assert "committed" not in S  # every commit goes through the succeed
+    assert S.edges["ready", "succeed__finished"]["flow"] == "terminal"
+
+
+def test_step_graph_draws_a_map_body_once() -> None:
+    for saga in (BULK, DRAWN_BULK):
+        S = step_graph(compile_saga(saga), saga)
+        assert set(S) == {"take", "pack", "ship", "untake", "unpack", "committed", "compensated"}
+        assert S.nodes["pack"]["containers"] == ("cluster_map_pack_items",)
+        assert not S.has_edge("pack", "pack")  # the next item starting is no edge
+        assert S.edges["pack", "unpack"]["kinds"] == ("ok", "fail")
+        assert not S.edges["pack", "unpack"]["own"]  # another item's undo, not its own
+        assert S.edges["take", "pack"]["kinds"] == ("ok",)
+        assert S.edges["ship", "unpack"]["kinds"] == ("reject",)
+        assert S.graph["initial"] == ("take",)
+    events = step_graph(compile_saga(BULK), BULK).edges["pack", "ship"]["events"]
+    assert events == ("pack_1.ok", "pack_2.ok", "pack_3.ok")
+
+
+def test_step_graph_of_a_sub_saga_with_a_whole_compensation() -> None:
+    S = step_graph(compile_saga(TRIP), TRIP)
+    assert labels_of(S) == {
+        ("book_flight", "reserve_room"): "ok",
+        ("reserve_room", "confirm_room"): "ok",
+        ("confirm_room", "pay"): "ok",
+        ("confirm_room", "release_room"): "reject",
+        ("pay", "committed"): "ok",
+        ("pay", "cancel_hotel"): "reject",
+        ("release_room", "cancel_flight"): "ok",
+        ("cancel_hotel", "cancel_flight"): "ok",
+        ("cancel_flight", "compensated"): "ok",
+    }
+    whole = S.nodes["cancel_hotel"]
+    assert (whole["role"], whole["compensates"], whole["containers"]) == (
+        "compensation",
+        "book_hotel",
+        (),
+    )
+    assert S.nodes["confirm_room"]["containers"] == ("cluster_saga_book_hotel",)
+
+
+def test_step_graph_of_everything_nested() -> None:
+    S = step_graph(compile_saga(MIXED), MIXED)
+    assert S.edges["ok", "start_job"]["goto"] and S.edges["ok", "fail__max_visits"]["goto"]
+    assert S.edges["ok", "start_job"]["label"] == "retry · 20% (default)"
+    assert S.edges["cheap", "fail__too_dear"]["label"] == "no · 30% (default)"
+    assert set(S.successors("fail__too_dear")) == {"drop_job"}
+    packed = S.nodes["succeed__packed"]
+    assert (packed["role"], packed["outcome"]) == ("succeed", None)  # the child ends, not all
+    assert list(S.successors("succeed__packed")) == ["verify"]
+    assert "fill" not in S and "put" in S and "put_1" not in S
+    assert S.graph["initial"] == ("start_job",)
+
+
+@settings(max_examples=60, deadline=None)
+@given(graph_sagas())
+def test_step_graph_projects_every_transition_of_the_graph_model(saga: Saga) -> None:
+    machine = compile_saga(saga)
+    lay = layout(saga)
+    S = step_graph(machine, saga)
+
+    def name(action: str) -> str:
+        return lay.aliases.get(action, action)
+
+    for info in machine.states.values():
+        assert {name(a) for a in info.running} <= set(S)
+        if info.decision is not None and info.decision not in lay.hidden:
+            assert S.nodes[name(info.decision)]["role"] == "choice"
+    behind = {e for _, _, d in S.edges(data=True) for e in d["events"]}
+    for t in machine.transitions:
+        source, target = machine.states[t.source], machine.states[t.target]
+        if t.guard == "retry_left":
+            assert t.event in S.edges[name(t.action), name(t.action)]["events"]
+        if source.decision in lay.hidden or t.event in behind:
+            continue
+        # Behind no edge: an event that only ever starts nothing new (a group halting), or
+        # only the next item of its own map.
+        started = [a for a in target.running if a not in source.running]
+        item = lay.items.get(t.action)
+        next_items = item is not None and all(
+            lay.items.get(a, ("",))[0] == item[0] for a in started
+        )
+        assert target.outcome is None and target.decision is None, t
+        assert next_items or not started, t
+    for u, _, data in S.edges(data=True):
+        if S.nodes[u]["role"] in ("fail", "succeed"):
+            assert data["kinds"] == () and data["label"] == ""
+        else:
+            assert data["kinds"] and data["label"]
+
+
+# --- the graph model's structure graph -----------------------------------------------------------
+
+
+def test_structure_graph_of_the_graph_model() -> None:
+    G = structure_graph(compile_saga(ORDER), ORDER)
+    deciding = G.nodes["deciding_stock_level"]
+    assert (deciding["decision"], deciding["running"], deciding["label"]) == (
+        "stock_level",
+        (),
+        "deciding stock_level",
+    )
+    edge = G.edges["deciding_stock_level", "reserve", "stock_level.in_stock"]
+    assert (edge["kind"], edge["probability"], edge["action"]) == ("in_stock", 0.9, "stock_level")
+    assert G.edges["check_stock", "deciding_stock_level", "check_stock.ok"]["probability"] is None
+    end = G.nodes["compensated__out_of_stock"]
+    assert (end["outcome"], end["fail"]) == ("compensated", "out_of_stock")
+    assert G.nodes["compensated"]["fail"] is None
+    B = structure_graph(compile_saga(BULK), BULK)
+    both = B.nodes["pack_1__pack_2"]
+    assert (both["container"], both["group"]) == ("cluster_map_pack_items", 1)
+    assert (B.nodes["pack_1"]["kind"], B.nodes["unpack_1"]["service"]) == ("compensatable", "pack")
+    assert B.nodes["take"]["container"] is None
+    T = structure_graph(compile_saga(TRIP), TRIP)
+    assert (T.nodes["cancel_hotel"]["kind"], T.nodes["confirm_room"]["container"]) == (
+        "compensation",
+        None,  # a sub-saga is no parallel group: its states are drawn flat
+    )
