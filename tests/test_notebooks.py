@@ -33,6 +33,7 @@ def test_the_notebooks_are_found() -> None:
         "01_quickstart.ipynb",
         "02_failure_injection.ipynb",
         "03_design_choices.ipynb",
+        "04_branching_sagas.ipynb",
     ]
 
 
