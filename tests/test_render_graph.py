@@ -1,5 +1,6 @@
-"""Diagrams of the graph model: each construct's nodes, edges and boxes in Graphviz and
-Mermaid, the machine and states views of it, SVG renders, and every random graph saga drawn."""
+"""Diagrams of the graph model: where each construct's nodes sit (columns, boxes, map items
+named back), its nodes, edges and boxes in Graphviz and Mermaid, the machine and states views
+of it, SVG renders, and every random graph saga drawn."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sagasim.model import Saga
 from sagasim.verify import explore
 from sagasim.viz import diagram, draw, repr_svg, states_diagram
 from sagasim.viz.graph import percent
+from sagasim.viz.places import layout
 from sagasim.viz.render import extract, to_mermaid
 
 from .graph_strategies import graph_sagas
@@ -50,6 +52,84 @@ def block(source: str, opening: str) -> str:
 
 def mermaid_shapes(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for line in text.splitlines() if (m := NODE.match(line))}
+
+
+# --- where the graph model's nodes sit -----------------------------------------------------------
+
+
+def test_layout_gives_each_construct_its_columns() -> None:
+    columns = {name: place.column for name, place in layout(ORDER).places.items()}
+    assert columns == {
+        "check_stock": 1,
+        "stock_level": 2,
+        "reserve": 3,  # a choice's branches share the columns after its diamond
+        "release": 3,
+        "fail__out_of_stock": 3,
+        "charge": 4,
+        "refund": 4,
+        "ship": 5,
+    }
+    assert layout(ORDER).width == 6
+    poll = layout(POLL)
+    assert {n: p.column for n, p in poll.places.items() if p.role != "compensation"} == {
+        "submit": 1,
+        "poll_status": 2,
+        "ready": 3,
+        "wait_a_bit": 4,  # the goto after it takes no column
+        "succeed__finished": 5,
+    }
+    trip = layout(TRIP)
+    assert [trip.places[n].column for n in ("reserve_room", "confirm_room", "pay")] == [2, 3, 4]
+    whole = trip.places["cancel_hotel"]
+    assert (whole.role, whole.owner, whole.column, whole.containers) == (
+        "compensation",
+        "book_hotel",
+        2,
+        (),
+    )
+
+
+def test_layout_boxes_nest() -> None:
+    lay = layout(MIXED)
+    boxes = {c.id: (c.kind, c.label, c.parent) for c in lay.containers.values()}
+    assert boxes == {
+        "cluster_group_1": ("parallel", "parallel", None),
+        "cluster_saga_packing": ("saga", "saga packing (packing.yaml)", None),
+        "cluster_map_fill": (
+            "map",
+            "map fill · items: [1, 2] · concurrency: all",
+            "cluster_saga_packing",
+        ),
+    }
+    assert lay.places["put"].containers == ("cluster_saga_packing", "cluster_map_fill")
+    assert lay.places["cheap"].containers == ("cluster_group_1",)
+    assert (lay.places["quote"].group, lay.places["quote"].branch) == (1, 1)
+    assert lay.places["fail__max_visits"].column == lay.places["start_job"].column
+    assert lay.hidden == {"fill"}  # its drawn count is the map's box, not a diamond
+    assert layout(BULK).containers["cluster_map_pack_items"].label == (
+        "map pack_items · items: 3 · concurrency: 2"
+    )
+
+
+def test_layout_names_map_items_back_to_the_body() -> None:
+    lay = layout(BULK)
+    assert lay.aliases == {
+        **{f"pack_{k}": "pack" for k in (1, 2, 3)},
+        **{f"unpack_{k}": "unpack" for k in (1, 2, 3)},
+    }
+    assert lay.items["unpack_2"] == ("pack_items", 2)
+    assert layout(ORDER).aliases == {} and layout(ORDER).hidden == frozenset()
+
+
+def test_layout_traces_what_flows_into_gotos_and_succeeds() -> None:
+    poll = layout(POLL)
+    assert poll.gotos == {("wait_a_bit", "ok")}
+    assert poll.succeeds == {("ready", "done"): "succeed__finished"}
+    assert poll.ending == {"succeed__finished"}
+    mixed = layout(MIXED)
+    assert mixed.gotos == {("ok", "retry")}
+    assert mixed.succeeds == {("full", "yes"): "succeed__packed"}
+    assert mixed.ending == frozenset()  # it ends the sub-saga only
 
 
 # --- choice and fail -----------------------------------------------------------------------------
