@@ -66,10 +66,10 @@ from typing import NamedTuple
 from statemachine import State, StateMachine
 
 from ..exceptions import SagaSimError
-from ..model import Choice, Fail, Goto, Map, Parallel, SubSaga, Succeed, walk
 from ..model.saga import Action, Saga, Step, line_of
 from .orchestration import RETRY_GUARD, Transition, build_class, retry_left, table_from_class
 from .participants import Ledger, Participants
+from .program import straight_line_only
 
 __all__ = ["Choreography", "Role", "ServiceMachine", "compile_choreography"]
 
@@ -569,37 +569,10 @@ def compile_choreography(saga: Saga, cap: int | None = None) -> Choreography:
     ...
     sagasim.exceptions.SagaSimError: s: steps[1] is a fail entry (no), which a choreography ...
     """
-    _refuse_graph(saga)
+    why = "services react to a straight line of steps and parallel groups; run it orchestrated"
+    straight_line_only(saga, "a choreography", f"{why} (coordination: orchestration)")
     key = (replace(saga, coordination="choreography"), cap)
     cached = _CACHE.get(key)
     if cached is None:
         cached = _CACHE[key] = Choreography(key[0], cap)
     return cached
-
-
-def _refuse_graph(saga: Saga) -> None:
-    """One line naming the first construct a choreography cannot run yet, and what to do."""
-    for index, entry in enumerate(saga.steps):
-        found = next((e for e in walk((entry,)) if _graph_entry(e)), None)
-        if found is None:
-            continue
-        what = {
-            Choice: "a choice",
-            Fail: "a fail entry",
-            Succeed: "a succeed entry",
-            Goto: "a goto",
-            Map: "a map",
-            SubSaga: "a sub-saga",
-        }.get(type(found), "a step with compensate_on_failure or max_visits")
-        name = getattr(found, "name", getattr(found, "target", ""))
-        raise SagaSimError(
-            f"{saga.name}: steps[{index}] is {what} ({name}), which a choreography cannot run "
-            "yet: services react to a straight line of steps and parallel groups; run it "
-            "orchestrated (coordination: orchestration)"
-        )
-
-
-def _graph_entry(entry: object) -> bool:
-    if isinstance(entry, Step):
-        return entry.compensate_on_failure or entry.max_visits is not None
-    return not isinstance(entry, Parallel) or entry.concurrency is not None

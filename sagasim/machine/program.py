@@ -27,6 +27,7 @@ import functools
 import keyword
 from dataclasses import replace
 
+from ..exceptions import SagaSimError
 from ..model import (
     Branch,
     Choice,
@@ -38,6 +39,7 @@ from ..model import (
     Saga,
     Step,
     SubSaga,
+    Succeed,
     blocks_of,
     walk,
 )
@@ -205,3 +207,30 @@ def repeatable(saga: Saga) -> frozenset[str]:
 
     visit(saga.steps, [])
     return frozenset(found)
+
+
+def straight_line_only(saga: Saga, who: str, why: str) -> None:
+    """Refuse, in one line naming the first construct, a saga that uses the graph model where
+    ``who`` cannot run it yet, and say ``why``."""
+    for index, entry in enumerate(saga.steps):
+        found = next((e for e in walk((entry,)) if _beyond_a_line(e)), None)
+        if found is None:
+            continue
+        what = {
+            Choice: "a choice",
+            Fail: "a fail entry",
+            Succeed: "a succeed entry",
+            Goto: "a goto",
+            Map: "a map",
+            SubSaga: "a sub-saga",
+        }.get(type(found), "a step with compensate_on_failure or max_visits")
+        name = getattr(found, "name", getattr(found, "target", ""))
+        raise SagaSimError(
+            f"{saga.name}: steps[{index}] is {what} ({name}), which {who} cannot run yet: {why}"
+        )
+
+
+def _beyond_a_line(entry: Entry) -> bool:
+    if isinstance(entry, Step):
+        return entry.compensate_on_failure or entry.max_visits is not None
+    return not isinstance(entry, Parallel) or entry.concurrency is not None or bool(entry.origin)

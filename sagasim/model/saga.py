@@ -448,6 +448,9 @@ class Saga:
         for step in self.all_steps():
             if step.compensation is action or step.compensation == action:
                 return step.service_name
+        for entry in walk(self.steps):
+            if isinstance(entry, SubSaga) and entry.compensation == action:
+                return entry.name
         return action.name
 
     def can_fail(self, action: Action) -> bool:
