@@ -51,6 +51,7 @@ from ..machine import orchestration as machine
 from ..machine.orchestration import OUTCOMES, compile_saga
 from ..machine.participants import Participants
 from ..machine.program import core, decision_events, ends
+from ..model import Choice, Entry, Parallel, Step, SubSaga, blocks_of, walk
 from ..model.saga import Action, Compensation, Saga
 from .results import Results, ServiceStats, assemble, empty_columns
 from .traces import Span, TraceEvent
@@ -105,6 +106,8 @@ class Plan:
         self.running = [tuple(index[a] for a in info.running) for info in infos]
         self.outcome = [OUTCOMES.index(i.outcome) if i.outcome else -1 for i in infos]
         self.fail_names = ends(saga)
+        self.containers = containers_of(saga.steps)
+        self.choices = frozenset(e.name for e in walk(saga.steps) if isinstance(e, Choice))
         self.fail = [self.fail_names.index(i.fail) + 1 if i.fail else 0 for i in infos]
         # decide[state]: for a state deciding a choice, the cumulative branch probabilities
         # and the edge each branch takes; None elsewhere
@@ -524,7 +527,31 @@ class Chunk:
             first=self.first,
             horizon_ms=horizon,
             fail_names=plan.fail_names,
+            containers=plan.containers,
+            decisions=plan.choices,
         )
+
+
+def containers_of(
+    entries: tuple[Entry, ...], outer: tuple[str, ...] = ()
+) -> dict[str, tuple[str, ...]]:
+    """Each action inside sub-sagas or maps (unrolled by ``core``) and their labels."""
+    found: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        if isinstance(entry, Step):
+            for action in (entry, entry.compensation):
+                if action is not None and outer:
+                    found[action.name] = outer
+        elif isinstance(entry, SubSaga):
+            inner = (*outer, f"saga {entry.name}")
+            found |= containers_of(entry.saga.steps, inner)
+            if entry.compensation is not None and outer:
+                found[entry.compensation.name] = outer
+        else:
+            label = (f"map {entry.origin}",) if isinstance(entry, Parallel) and entry.origin else ()
+            for block in blocks_of(entry):
+                found |= containers_of(block, (*outer, *label))
+    return found
 
 
 @functools.lru_cache(maxsize=8)

@@ -168,6 +168,9 @@ class Results:
     traces: list[InstanceTrace] = field(default_factory=list)
     #: The saga's fail names (``fail`` entries, and ``max_visits``), which ``fail`` indexes.
     fail_names: tuple[str, ...] = ()
+    #: What a trace file draws around the actions: sub-sagas and maps, and the choices.
+    containers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    decisions: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
@@ -486,7 +489,7 @@ class Results:
     def write_trace(self, path: str | os.PathLike[str]) -> None:
         """Write the traced instances: ``.jsonl`` one event a line, ``.json`` the Chrome
         trace-event format (one track per instance; open it in Perfetto or chrome://tracing)."""
-        write_traces(self.saga, self.traces, path)
+        write_traces(self.saga, self.traces, path, self.containers, self.decisions)
 
 
 def merge(parts: Sequence[Results]) -> Results:
@@ -521,6 +524,8 @@ def merge(parts: Sequence[Results]) -> Results:
         horizon_ms=max(p.horizon_ms for p in parts),
         traces=traces,
         fail_names=first.fail_names,
+        containers=first.containers,
+        decisions=first.decisions,
     )
 
 
@@ -536,6 +541,8 @@ def assemble(
     first: int,
     horizon_ms: float | None,
     fail_names: tuple[str, ...] = (),
+    containers: dict[str, tuple[str, ...]] | None = None,
+    decisions: frozenset[str] = frozenset(),
 ) -> Results:
     """The :class:`Results` of one chunk from its column buffers and its traced instances
     ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances."""
@@ -563,4 +570,6 @@ def assemble(
         horizon_ms=horizon_ms or 0.0,
         traces=traces,
         fail_names=fail_names,
+        containers=containers or {},
+        decisions=decisions,
     )

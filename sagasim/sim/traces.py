@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,8 +60,20 @@ class InstanceTrace:
         return [(e.t_ms, e.event) for e in self.events]
 
 
-def write_traces(saga: str, traces: Sequence[InstanceTrace], path: str | os.PathLike[str]) -> None:
-    """Write ``traces`` of ``saga``: ``.jsonl`` one event a line, ``.json`` as trace events."""
+#: For each action inside sub-sagas or maps, their labels, outermost first (``saga book_hotel``,
+#: ``map pack_items``): the Chrome trace draws each as a span around its actions.
+Containers = Mapping[str, tuple[str, ...]]
+
+
+def write_traces(
+    saga: str,
+    traces: Sequence[InstanceTrace],
+    path: str | os.PathLike[str],
+    containers: Containers | None = None,
+    decisions: Collection[str] = (),
+) -> None:
+    """Write ``traces`` of ``saga``: ``.jsonl`` one event a line, ``.json`` as trace events
+    (``containers`` and ``decisions``, the choices' names: see :func:`chrome_trace`)."""
     path = Path(path)
     if path.suffix == ".jsonl":
         with path.open("w", encoding="utf-8") as out:
@@ -75,13 +87,22 @@ def write_traces(saga: str, traces: Sequence[InstanceTrace], path: str | os.Path
                     }
                     out.write(json.dumps(record) + "\n")
     elif path.suffix == ".json":
-        path.write_text(json.dumps(chrome_trace(saga, traces)), encoding="utf-8")
+        document = chrome_trace(saga, traces, containers or {}, decisions)
+        path.write_text(json.dumps(document), encoding="utf-8")
     else:
         raise ValueError(f"{path}: expected a .jsonl or .json trace file, got {path.suffix!r}")
 
 
-def chrome_trace(saga: str, traces: Sequence[InstanceTrace]) -> dict[str, Any]:
-    """The trace-event document of the traced instances of ``saga``."""
+def chrome_trace(
+    saga: str,
+    traces: Sequence[InstanceTrace],
+    containers: Containers | None = None,
+    decisions: Collection[str] = (),
+) -> dict[str, Any]:
+    """The trace-event document of the traced instances of ``saga``: each attempt a slice,
+    each sub-saga and map a slice around its actions' (category ``saga`` or ``map``), each
+    decision of a choice named in ``decisions``, each late landing and each end an instant."""
+    containers = containers or {}
     events: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": saga}}
     ]
@@ -110,10 +131,38 @@ def chrome_trace(saga: str, traces: Sequence[InstanceTrace]) -> dict[str, Any]:
                     "args": {"attempt": s.attempt, "result": s.result},
                 }
             )
-        instants = [(e.t_ms, e.event) for e in trace.events if e.event.endswith(LATE_EVENTS)]
+        events.extend(_container_slices(trace, containers, tid))
+        instants = [
+            (e.t_ms, e.event)
+            for e in trace.events
+            if e.event.endswith(LATE_EVENTS) or e.event.rsplit(".", 1)[0] in decisions
+        ]
         instants.append((trace.start_ms + trace.latency_ms, trace.outcome))
         events.extend(
             {"name": name, "ph": "i", "s": "t", "pid": 1, "tid": tid, "ts": round(t * 1000, 3)}
             for t, name in instants
         )
     return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
+def _container_slices(
+    trace: InstanceTrace, containers: Containers, tid: int
+) -> list[dict[str, Any]]:
+    """One slice per sub-saga or map an instance ran, from its first attempt to its last."""
+    bounds: dict[str, tuple[float, float]] = {}
+    for span in trace.spans:
+        for label in containers.get(span.action, ()):
+            start, end = bounds.get(label, (span.start_ms, span.end_ms))
+            bounds[label] = (min(start, span.start_ms), max(end, span.end_ms))
+    return [
+        {
+            "name": label,
+            "cat": label.split(" ", 1)[0],
+            "ph": "X",
+            "pid": 1,
+            "tid": tid,
+            "ts": round(start * 1000, 3),
+            "dur": round((end - start) * 1000, 3),
+        }
+        for label, (start, end) in bounds.items()
+    ]
