@@ -36,7 +36,7 @@ import numpy as np
 
 from ..exceptions import SagaSimError, StateSpaceLimitError
 from ..machine import EVENT_KINDS, OUTCOMES, branch_labels, core, ends
-from ..model import Action, Choice, Entry, Parallel, Saga, Step, SubSaga, validate
+from ..model import Action, Entry, Saga, Step, SubSaga, rebuild, validate
 from ..verify.statespace import explore
 from .chain import Absorbed, Chain, agrees, latencies, races_of, table_of
 
@@ -329,17 +329,11 @@ def _with_actions(saga: Saga, changes: dict[str, dict[str, Any]]) -> Saga:
     def entry(e: Entry) -> Entry:
         if isinstance(e, Step):
             return replace(action(e), compensation=action(e.compensation))
-        if isinstance(e, Parallel):
-            return replace(e, branches=tuple(tuple(map(entry, b)) for b in e.branches))
-        if isinstance(e, Choice):
-            branches = tuple(replace(b, steps=tuple(map(entry, b.steps))) for b in e.branches)
-            return replace(e, branches=branches)
         if isinstance(e, SubSaga):
-            child = replace(e.saga, steps=tuple(map(entry, e.saga.steps)))
-            return replace(e, saga=child, compensation=action(e.compensation))
+            return replace(e, compensation=action(e.compensation))
         return e
 
-    return replace(saga, steps=tuple(map(entry, saga.steps)))
+    return replace(saga, steps=rebuild(saga.steps, entry))
 
 
 def _fails(saga: Saga, chain: Chain, solved: Absorbed) -> dict[str, dict[str, float]]:

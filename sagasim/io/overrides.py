@@ -15,7 +15,7 @@ from itertools import takewhile
 from typing import Any
 
 from ..exceptions import SagaDefinitionError
-from ..model.saga import Choice, Entry, Map, Parallel, Saga, Step, SubSaga, walk
+from ..model.saga import Choice, Entry, Map, Parallel, Saga, Step, SubSaga, rebuild, walk
 from . import yaml as _yaml
 from .format import SAGA, build, to_dict
 from .values import UnknownKey, did_you_mean
@@ -220,15 +220,6 @@ def _with_children(saga: Saga, inner: Mapping[str, list[str]]) -> Saga:
     def entry(e: Entry) -> Entry:
         if isinstance(e, SubSaga) and e.name in inner:
             return replace(e, saga=apply_overrides(e.saga, inner[e.name]))
-        if isinstance(e, SubSaga):
-            return replace(e, saga=replace(e.saga, steps=tuple(map(entry, e.saga.steps))))
-        if isinstance(e, Parallel):
-            return replace(e, branches=tuple(tuple(map(entry, b)) for b in e.branches))
-        if isinstance(e, Choice):
-            branches = tuple(replace(b, steps=tuple(map(entry, b.steps))) for b in e.branches)
-            return replace(e, branches=branches)
-        if isinstance(e, Map):
-            return replace(e, steps=tuple(map(entry, e.steps)))
         return e
 
-    return replace(saga, steps=tuple(map(entry, saga.steps)))
+    return replace(saga, steps=rebuild(saga.steps, entry))

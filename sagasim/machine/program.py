@@ -41,6 +41,7 @@ from ..model import (
     SubSaga,
     Succeed,
     blocks_of,
+    rebuild,
     walk,
 )
 
@@ -56,30 +57,16 @@ def core(saga: Saga) -> Saga:
     no map."""
     if not any(isinstance(e, Map) for e in walk(saga.steps)):
         return saga
-    return replace(saga, steps=_block(saga.steps))
+    return replace(saga, steps=rebuild(saga.steps, _unrolled))
 
 
-def _block(entries: tuple[Entry, ...]) -> tuple[Entry, ...]:
-    return tuple(_entry(e) for e in entries)
-
-
-def _entry(entry: Entry) -> Entry:
-    if isinstance(entry, Map):
-        return _unrolled(entry)
-    if isinstance(entry, Parallel):
-        return replace(entry, branches=tuple(_block(b) for b in entry.branches))
-    if isinstance(entry, Choice):
-        branches = tuple(replace(b, steps=_block(b.steps)) for b in entry.branches)
-        return replace(entry, branches=branches)
-    if isinstance(entry, SubSaga):
-        return replace(entry, saga=core(entry.saga))
-    return entry
-
-
-def _unrolled(m: Map) -> Entry:
+def _unrolled(m: Entry) -> Entry:
+    """A map (whose body is unrolled already) as its groups; any other entry as it is."""
+    if not isinstance(m, Map):
+        return m
     groups = {
         n: Parallel(
-            branches=tuple(_item(_block(m.steps), k) for k in range(1, n + 1)),
+            branches=tuple(_item(m.steps, k) for k in range(1, n + 1)),
             concurrency=m.concurrency,
             origin=m.name,
         )

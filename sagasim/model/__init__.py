@@ -32,6 +32,7 @@ from .saga import (
     SubSaga,
     Succeed,
     blocks_of,
+    rebuild,
     replace,
     walk,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "Succeed",
     "Uniform",
     "blocks_of",
+    "rebuild",
     "replace",
     "validate",
     "walk",

@@ -23,7 +23,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
@@ -50,6 +50,7 @@ __all__ = [
     "Succeed",
     "blocks_of",
     "line_of",
+    "rebuild",
     "replace",
     "walk",
 ]
@@ -312,6 +313,32 @@ def line_of(saga: Saga) -> list[tuple[tuple[Step, ...], ...]]:
         for e in saga.steps
         if isinstance(e, (Step, Parallel))
     ]
+
+
+def rebuild(entries: tuple[Entry, ...], change: Callable[[Entry], Entry]) -> tuple[Entry, ...]:
+    """``entries`` rebuilt bottom-up: the step lists inside each entry first, then the entry
+    itself passed through ``change``.
+
+    >>> steps = rebuild((Step(name="a"), Parallel(branches=((Step(name="b"),),))),
+    ...                 lambda e: replace(e, failure=0.5) if isinstance(e, Step) else e)
+    >>> [s.failure for s in Saga(name="s", steps=steps).all_steps()]
+    [0.5, 0.5]
+    """
+
+    def one(entry: Entry) -> Entry:
+        if isinstance(entry, Parallel):
+            entry = replace(entry, branches=tuple(rebuild(b, change) for b in entry.branches))
+        elif isinstance(entry, Choice):
+            ways = tuple(replace(b, steps=rebuild(b.steps, change)) for b in entry.branches)
+            entry = replace(entry, branches=ways)
+        elif isinstance(entry, Map):
+            entry = replace(entry, steps=rebuild(entry.steps, change))
+        elif isinstance(entry, SubSaga):
+            child = replace(entry.saga, steps=rebuild(entry.saga.steps, change))
+            entry = replace(entry, saga=child)
+        return change(entry)
+
+    return tuple(map(one, entries))
 
 
 def walk(entries: tuple[Entry, ...]) -> Iterator[Entry]:
