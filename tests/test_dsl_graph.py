@@ -134,3 +134,66 @@ def test_a_bad_branch_override_is_one_line(assignment: str, message: str) -> Non
     with pytest.raises(SagaDefinitionError) as caught:
         io.apply_overrides(order, [assignment])
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (
+            "saga: s\nsteps:\n  - map: {name: m, items: 2, steps: [{name: a}]}\n  - {name: a_1}\n",
+            "x.yaml:3: steps[0].map.name: expected no other entry named a_1, got one at"
+            " steps[1].name: item 1 of this map runs its a as a_1",
+        ),
+        (
+            "saga: s\nsteps:\n  - {name: a}\n  - goto: b\n",
+            "x.yaml:4: steps[1].goto: expected the name of an entry of this step list or an"
+            " enclosing one, got 'b'",
+        ),
+        (
+            "saga: s\nsteps:\n  - parallel:\n    - [{name: a}, {succeed: {name: z}}]\n",
+            "x.yaml:4: steps[0].parallel[0][1].succeed: expected succeed outside parallel groups"
+            " (a parallel group cannot end the whole saga while others run), got it inside one",
+        ),
+        (
+            "saga: s\nsteps:\n  - choice:\n      name: c\n      branches:\n"
+            "        - {when: x, probability: 0.5}\n        - {when: y, probability: 0.2}\n",
+            "x.yaml:5: steps[0].choice.branches: expected branch probabilities summing to 1 (or a"
+            " default branch), got 0.7",
+        ),
+        (
+            "saga: s\nsteps:\n  - choice:\n      name: c\n      branches:\n"
+            "        - {when: x, default: true}\n        - {when: y, default: true}\n",
+            "x.yaml:7: steps[0].choice.branches[1].default: expected at most one default branch,"
+            " got a second one (first at branches[0])",
+        ),
+    ],
+)
+def test_a_graph_rule_broken_in_a_file_is_one_line_at_its_line(
+    text: str, error: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(SagaDefinitionError) as caught:
+        io.load(path)
+    assert str(caught.value) == f"{tmp_path}/{error}"
+
+
+def test_a_sub_saga_that_includes_itself_or_is_missing_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("saga: a\nsteps:\n  - saga: {name: to_b, model: b.yaml}\n")
+    (tmp_path / "b.yaml").write_text("saga: b\nsteps:\n  - saga: {name: to_a, model: a.yaml}\n")
+    with pytest.raises(SagaDefinitionError) as caught:
+        io.load(tmp_path / "a.yaml")
+    cycle = f"{tmp_path}/a.yaml → {tmp_path}/b.yaml → {tmp_path}/a.yaml"
+    assert str(caught.value) == (
+        f"{tmp_path}/b.yaml:3: steps[0].saga.model: expected a sub-saga that does not include"
+        f" itself, got the cycle {cycle}"
+    )
+    (tmp_path / "c.yaml").write_text(
+        "saga: c\nsteps:\n  - {name: x}\n  - saga: {name: s, model: no.yaml}\n"
+    )
+    with pytest.raises(SagaDefinitionError) as caught:
+        io.load(tmp_path / "c.yaml")
+    assert str(caught.value) == (
+        f"{tmp_path}/c.yaml:4: steps[1].saga.model: expected a readable sub-saga file, got"
+        f" {tmp_path}/no.yaml (no such file)"
+    )

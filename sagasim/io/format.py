@@ -369,7 +369,7 @@ def _sub_saga(value: object, path: str) -> SubSaga:
     if known is not None:
         return SubSaga(saga=known, **fields)
     base, chain = _READING.get()
-    child = os.path.join(base, fields["model"])
+    child = os.path.normpath(os.path.join(base, fields["model"]))
     real = os.path.realpath(child)
     reals = [r for r, _ in chain]
     if real in reals:

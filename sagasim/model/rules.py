@@ -32,6 +32,7 @@ from .saga import (
     Step,
     SubSaga,
     Succeed,
+    blocks_of,
     walk,
 )
 
@@ -191,6 +192,7 @@ def validate(saga: Saga) -> None:
             )
 
     check_list(saga.steps, "steps", None)
+    check_copies(saga.steps, "steps", names)
     check_flow(saga)
     for service in saga.services:
         spath = f"services.{service.name}"
@@ -295,6 +297,41 @@ def check_map(m: Map, path: str) -> None:
         raise SagaDefinitionError(
             "expected a body with at least one step, got an empty one", path=f"{path}.steps"
         )
+
+
+def check_copies(entries: tuple[Entry, ...], prefix: str, names: dict[str, str]) -> None:
+    """Item k of a map runs each name ``x`` its body declares as ``x_k``: no other entry may
+    hold that name already."""
+    for i, entry in enumerate(entries):
+        path = f"{prefix}[{i}]"
+        if isinstance(entry, Map):
+            items = max(entry.counts)
+            body = [
+                n
+                for e in walk(entry.steps)
+                for n in (
+                    getattr(e, "name", None),
+                    getattr(getattr(e, "compensation", None), "name", None),
+                )
+                if n is not None and not isinstance(e, (Fail, Succeed))
+            ]
+            for name in body:
+                for k in range(1, items + 1):
+                    if f"{name}_{k}" in names:
+                        copy = f"{name}_{k}"
+                        raise SagaDefinitionError(
+                            f"expected no other entry named {copy}, got one at {names[copy]}: "
+                            f"item {k} of this map runs its {name} as {copy}",
+                            path=f"{path}.map.name",
+                        )
+        for b, block in enumerate(blocks_of(entry)):
+            inner = {
+                Parallel: f"{path}.parallel[{b}]",
+                Choice: f"{path}.choice.branches[{b}].steps",
+                Map: f"{path}.map.steps",
+            }.get(type(entry))
+            if inner is not None:
+                check_copies(block, inner, names)
 
 
 def check_flow(saga: Saga) -> None:
