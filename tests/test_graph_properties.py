@@ -8,7 +8,7 @@ import networkx as nx
 from hypothesis import HealthCheck, given, settings
 
 from sagasim.machine import compile_saga
-from sagasim.model import Saga
+from sagasim.model import Saga, validate
 from sagasim.testing import replay
 from sagasim.verify import check, explore
 from tests.graph_strategies import graph_sagas
@@ -19,6 +19,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 @SETTINGS
 @given(graph_sagas())
 def test_every_state_of_a_graph_saga_can_still_end(saga: Saga) -> None:
+    validate(saga)  # what the strategy makes, the model rules accept
     space = explore(saga)
     graph = space.to_networkx()
     ends = set(space.ends)
