@@ -1,16 +1,18 @@
 """Compile a saga into an explicit python-statemachine class, and a transition table from it.
 
-The orchestrator's control flow is the one place the semantics of DESIGN.md live. The compiler
-walks every *control configuration* the orchestrator can be in and turns each into a state of a
-flat ``StateMachine``:
+The compiler walks every *control configuration* the orchestrator can be in (what they are and
+where each event leads is :mod:`sagasim.machine.control`, the one place the semantics of
+DESIGN.md live) and turns each into a state of a flat ``StateMachine``:
 
-* forward: which entry runs and, in a parallel group, how far each branch has got;
+* forward: where the saga is in its nested step lists, what it owes if it must recover;
+* deciding: a choice is drawn, at once, while the work in flight goes on;
 * halting: a step failed inside a parallel group; the other branches finish the step they run;
 * compensating: the compensations still to do, in stages (``reverse`` order: one stage per
   entry, latest first, a group's branches as concurrent chains; ``parallel``: one stage, every
   compensation its own chain), and whether an effect is left that nothing can undo (``leaked``);
 * stuck-waiting: recovery has failed; in-flight actions finish, nothing new starts;
-* the four end states ``committed``, ``compensated``, ``leaked``, ``stuck``.
+* the four end states ``committed``, ``compensated``, ``leaked``, ``stuck``, one per fail name
+  that can lead there (``compensated__out_of_stock``).
 
 Why an explicit product rather than the library's parallel states: checking, analysis and
 simulation all need one *flat* state per moment of the saga, with events that each move one
@@ -19,11 +21,12 @@ library's own class-creation checks (reachability, final states) still run on it
 size: a group of ``b`` branches of ``n`` steps has about ``(n + 1) ** b`` forward states, fine
 for the groups sagas have in practice.
 
-Events are ``ACTION.EVENT`` with EVENT one of ``ok``, ``fail``, ``reject``, ``timeout``; a
-transient failure (``fail`` or ``timeout``) with attempts left loops back to the same state
-under the guard ``retry_left``, the one guard of every machine. Only events the model makes
-possible are compiled (no ``reject`` edge where ``reject`` is 0), so the class depends on the
-saga's structure, not on its numbers, and is cached on that structure.
+Events are ``ACTION.EVENT`` with EVENT one of ``ok``, ``fail``, ``reject``, ``timeout``, and
+``CHOICE.LABEL`` for a choice's branches; a transient failure (``fail`` or ``timeout``) with
+attempts left loops back to the same state under the guard ``retry_left``, the one guard of
+every machine. Only events the model makes possible are compiled (no ``reject`` edge where
+``reject`` is 0, no edge for a branch of probability 0), so the class depends on the saga's
+structure, not on its numbers, and is cached on that structure.
 
 Examples
 --------
