@@ -8,6 +8,9 @@ a *role*, a small state machine::
        |                  |                               |
        +--skip--> skipped +--(rejected, exhausted)--> failed  +--(rejected, exhausted)--> stuck
 
+A step with ``compensate_on_failure`` goes from ``running`` to ``self_undoing`` instead, runs
+its own compensation, and is ``failed`` (and says so) once that succeeded.
+
 A service's python-statemachine class is the explicit product of the roles it performs (most
 services perform one). The events on the broker are ``STEP.done`` and ``STEP.failed`` when a
 step ends, ``STEP.skipped`` when it is halted before it starts, ``COMPENSATION.done`` and
@@ -224,7 +227,13 @@ def role_edges(saga: Saga, role: Role) -> list[RoleEdge]:
     edges: list[RoleEdge] = [("waiting", f"{x}.start", "running", None)]
     if role.aborts:
         edges.append(("waiting", f"{x}.skip", "skipped", None))
-    edges += _attempt_edges(saga, step, "running", "done", "failed")
+    undoes_itself = step.compensate_on_failure and role.compensation is not None
+    edges += _attempt_edges(
+        saga, step, "running", "done", "self_undoing" if undoes_itself else "failed"
+    )
+    if undoes_itself:  # its own compensation first; the step has failed once that is over
+        assert step.compensation is not None
+        edges += _attempt_edges(saga, step.compensation, "self_undoing", "failed", "stuck")
     if not role.idempotent:
         edges.append(("done", f"{x}.again", "done", None))  # a duplicated trigger, applied
     if role.compensation is not None:
@@ -455,6 +464,11 @@ class Choreography:
             return Move(local, (action,), (), tuple(fired))
         local = self._attempts(local._replace(ledger=ledger), action, 0)
         state = self.state_of(local, role.step)
+        if state == "self_undoing":  # failed for good: it undoes itself before it says so
+            assert role.compensation is not None
+            local = local._replace(ledger=people.gave_up(local.ledger, role.step))
+            local = self._attempts(local, role.compensation, 1)
+            return Move(local, (role.compensation,), (), tuple(fired))
         published = {
             "done": f"{role.step}.done",
             "failed": f"{role.step}.failed",
@@ -570,7 +584,9 @@ def compile_choreography(saga: Saga, cap: int | None = None) -> Choreography:
     sagasim.exceptions.SagaSimError: s: steps[1] is a fail entry (no), which a choreography ...
     """
     why = "services react to a straight line of steps and parallel groups; run it orchestrated"
-    straight_line_only(saga, "a choreography", f"{why} (coordination: orchestration)")
+    straight_line_only(
+        saga, "a choreography", f"{why} (coordination: orchestration)", self_undo=True
+    )
     key = (replace(saga, coordination="choreography"), cap)
     cached = _CACHE.get(key)
     if cached is None:

@@ -196,11 +196,12 @@ def repeatable(saga: Saga) -> frozenset[str]:
     return frozenset(found)
 
 
-def straight_line_only(saga: Saga, who: str, why: str) -> None:
+def straight_line_only(saga: Saga, who: str, why: str, *, self_undo: bool = False) -> None:
     """Refuse, in one line naming the first construct, a saga that uses the graph model where
-    ``who`` cannot run it yet, and say ``why``."""
+    ``who`` cannot run it yet, and say ``why``; ``self_undo``: ``who`` can run steps with
+    ``compensate_on_failure``."""
     for index, entry in enumerate(saga.steps):
-        found = next((e for e in walk((entry,)) if _beyond_a_line(e)), None)
+        found = next((e for e in walk((entry,)) if _beyond_a_line(e, self_undo)), None)
         if found is None:
             continue
         what = {
@@ -217,7 +218,7 @@ def straight_line_only(saga: Saga, who: str, why: str) -> None:
         )
 
 
-def _beyond_a_line(entry: Entry) -> bool:
+def _beyond_a_line(entry: Entry, self_undo: bool) -> bool:
     if isinstance(entry, Step):
-        return entry.compensate_on_failure or entry.max_visits is not None
+        return (entry.compensate_on_failure and not self_undo) or entry.max_visits is not None
     return not isinstance(entry, Parallel) or entry.concurrency is not None or bool(entry.origin)

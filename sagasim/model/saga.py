@@ -305,7 +305,16 @@ def line_of(saga: Saga) -> list[tuple[tuple[Step, ...], ...]]:
     >>> line_of(Saga(name="s", steps=(Step(name="a"), Parallel(branches=((Step(name="b"),),)))))
     [((Step(name='a', ...),), ((Step(name='b', ...),),)]
     """
-    if saga.is_graph:
+    flat = all(
+        isinstance(e, Step)
+        or (
+            isinstance(e, Parallel)
+            and e.origin is None
+            and all(isinstance(s, Step) for branch in e.branches for s in branch)
+        )
+        for e in saga.steps
+    )
+    if not flat:
         raise ValueError(f"{saga.name} is not a straight line of steps and parallel groups")
     # a straight line holds only steps and groups of steps: the casts say what was checked
     return [

@@ -188,6 +188,7 @@ _PHASES = (  # the first role state found names the phase of a product state
     ("stuck", "end_bad"),
     ("failed", "end_bad"),
     ("undoing", "compensating"),
+    ("self_undoing", "compensating"),
     ("undone", "compensating"),
     ("running", "forward"),
     ("skipped", "halting"),
