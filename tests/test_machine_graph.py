@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagasim.exceptions import SagaSimError
+from sagasim.exceptions import SagaSimError, StateSpaceLimitError
 from sagasim.machine import compile_choreography, compile_saga, core, decision_events, ends
 from sagasim.model import (
     Branch,
@@ -327,3 +327,28 @@ def test_every_graph_state_can_still_end() -> None:
 
         stuck_forever = [n for n in graph if not (nx.descendants(graph, n) | {n}) & ends_]
         assert stuck_forever == [], saga.name
+
+
+def test_lints_name_a_wide_map_and_a_self_compensation_without_compensation() -> None:
+    wide = Saga(
+        name="s",
+        steps=(Map(name="all_at_once", items=6, steps=(Step(name="pack"),)),),
+    )
+    assert [w.code for w in lint(wide)] == ["wide-map"]
+    narrow = Saga(
+        name="s",
+        steps=(Map(name="two_at_a_time", items=6, concurrency=2, steps=(Step(name="pack"),)),),
+    )
+    assert lint(narrow) == []
+    lone = Saga(name="s", steps=(Step(name="charge", compensate_on_failure=True),))
+    assert [w.code for w in lint(lone)] == ["self-compensation-without-compensation"]
+
+
+def test_a_map_too_wide_for_the_orchestrator_is_one_line() -> None:
+    saga = Saga(
+        name="s",
+        steps=(Map(name="huge", items=14, steps=(Step(name="pack", failure=0.1),)),),
+    )
+    with pytest.raises(StateSpaceLimitError, match=r"a map of n items is a group of n branches"):
+        compile_saga(saga)
+    assert [w.code for w in lint(saga)] == ["wide-map"]  # and no crash reading reachability

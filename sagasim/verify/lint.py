@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..exceptions import StateSpaceLimitError
 from ..machine import compile_saga
 from ..model import Choice, Map, Saga, Step, SubSaga, walk
 
@@ -224,7 +225,11 @@ def _graph_lint(saga: Saga) -> list[Warning]:
                         "with fewer items.",
                     )
                 )
-    ran = {a for info in compile_saga(saga).states.values() for a in info.running}
+    try:
+        states = compile_saga(saga).states
+    except StateSpaceLimitError:  # check says so itself; no reachability to read then
+        return warnings
+    ran = {a for info in states.values() for a in info.running}
     for m in (e for e in walk(saga.steps) if isinstance(e, Map)):  # item k runs s as s_k
         items = range(1, max(m.counts) + 1)
         body = (s for s in walk(m.steps) if isinstance(s, Step))
