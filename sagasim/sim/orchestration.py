@@ -51,10 +51,10 @@ from ..machine import orchestration as machine
 from ..machine.orchestration import OUTCOMES, compile_saga
 from ..machine.participants import Participants
 from ..machine.program import core, decision_events, ends
-from ..model import Choice, Entry, Parallel, Step, SubSaga, blocks_of, walk
+from ..model import Choice, walk
 from ..model.saga import Action, Compensation, Saga
 from .results import Results, ServiceStats, assemble, empty_columns
-from .traces import Span, TraceEvent
+from .traces import Span, TraceEvent, containers_of
 
 __all__ = ["Chunk", "plan", "run_chunk"]
 
@@ -73,6 +73,10 @@ Effects = tuple[tuple[tuple[str, str], ...], dict[Ledger, Ledger]]
 #: ``(target state, carry, is a retry, event, effects or None)``: one edge, worked out once;
 #: ``carry[j]``: where the target's ``j``-th running action ran in the source (-1: it starts).
 Move = tuple[int, tuple[int, ...], bool, str, Effects | None]
+#: A choice's branches: the cumulative probability bound of each, and the edge it takes.
+Decision = tuple[list[float], list[Move]]
+#: The outcome code of a state deciding a choice (end states have their index in OUTCOMES).
+DECIDING = -2
 
 
 class Plan:
@@ -104,25 +108,22 @@ class Plan:
         self.initial = self.sindex[machine.initial]
         self.running_names = [info.running for info in infos]
         self.running = [tuple(index[a] for a in info.running) for info in infos]
-        self.outcome = [OUTCOMES.index(i.outcome) if i.outcome else -1 for i in infos]
+        # outcome[state]: the end state's index in OUTCOMES, DECIDING for a state deciding a
+        # choice, -1 elsewhere (one look-up per event tells the three apart)
+        self.outcome = [
+            OUTCOMES.index(i.outcome) if i.outcome else DECIDING if i.decision else -1
+            for i in infos
+        ]
         self.fail_names = ends(saga)
+        self.fail = [self.fail_names.index(i.fail) + 1 if i.fail else 0 for i in infos]
         self.containers = containers_of(saga.steps)
         self.choices = frozenset(e.name for e in walk(saga.steps) if isinstance(e, Choice))
-        self.fail = [self.fail_names.index(i.fail) + 1 if i.fail else 0 for i in infos]
         # decide[state]: for a state deciding a choice, the cumulative branch probabilities
         # and the edge each branch takes; None elsewhere
-        chances = decision_events(saga)
-        self.decide: list[tuple[list[float], list[Move]] | None] = [None] * len(infos)
-        for s, info in enumerate(infos):
-            if info.decision is not None:
-                edges = machine.transitions_from(self.state_ids[s])
-                total, bounds, moves = 0.0, [], []
-                for e in edges:
-                    total += chances[e.event][2]
-                    bounds.append(total)
-                    moves.append(self.decision_move(s, self.sindex[e.target], e.event))
-                bounds[-1] = math.inf  # rounding never leaves a draw without a branch
-                self.decide[s] = (bounds, moves)
+        self.chances = decision_events(saga)
+        self.decide: list[Decision | None] = [
+            self.decision(s) if info.decision else None for s, info in enumerate(infos)
+        ]
         # moves[state][position][kind]: the edges with attempts left and with none left
         self.moves: list[list[list[tuple[Move, Move] | None]]] = [
             [[None] * len(KINDS) for _ in running] for running in self.running_names
@@ -161,6 +162,17 @@ class Plan:
         )
         effects: Effects | None = (tuple(calls), {}) if calls else None
         return (target, carry, retry, f"{name}.{KINDS[kind]}", effects)
+
+    def decision(self, source: int) -> Decision:
+        """The branches of the choice state ``source`` decides: the cumulative probabilities
+        of its edges, in the machine's order, and the edges."""
+        total, bounds, moves = 0.0, [], []
+        for e in self.machine.transitions_from(self.state_ids[source]):
+            total += self.chances[e.event][2]
+            bounds.append(total)
+            moves.append(self.decision_move(source, self.sindex[e.target], e.event))
+        bounds[-1] = math.inf  # rounding never leaves a draw without a branch
+        return bounds, moves
 
     def decision_move(self, source: int, target: int, event: str) -> Move:
         """A choice's branch taken at once: what runs goes on running, nothing lands."""
@@ -375,13 +387,11 @@ class Chunk:
             inst.origin = t0
         sid = inst.sid = plan.initial
         flights = [begin(inst, a, 1, t0) for a in running[sid]]
-        decide = plan.decide
+        if outcome_of[sid] == DECIDING:
+            sid, flights = self._decide(inst, sid, flights, live)
+            if outcome_of[sid] >= 0:
+                return self._finish(inst, outcome_of[sid], env.now)
         while True:
-            if decide[sid] is not None:  # a choice: decided at once, the rest stays in flight
-                sid, flights = self._decide(inst, sid, flights, live)
-                if outcome_of[sid] >= 0:
-                    return self._finish(inst, outcome_of[sid], env.now)
-                continue
             f, pos = flights[0], 0
             if len(flights) > 1:
                 for j, g in enumerate(flights):
@@ -422,8 +432,9 @@ class Chunk:
                 self._record(inst, f, now, event, target)
             if retried:
                 inst.retries += 1
-            if outcome_of[target] >= 0:
-                return self._finish(inst, outcome_of[target], now)
+            code = outcome_of[target]
+            if code >= 0:
+                return self._finish(inst, code, now)
             if retried and len(carry) == 1:
                 flights = [begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))]
             elif len(carry) == 1 and carry[0] < 0:
@@ -439,32 +450,37 @@ class Chunk:
                     for j, c in enumerate(carry)
                 ]
             sid = target
+            if code == DECIDING:  # a choice: decided at once, the work in flight goes on
+                sid, flights = self._decide(inst, sid, flights, live)
+                if outcome_of[sid] >= 0:
+                    return self._finish(inst, outcome_of[sid], env.now)
 
     def _decide(
         self, inst: _Instance, sid: int, flights: list[_Flight], live: StateMachine | None
     ) -> tuple[int, list[_Flight]]:
-        """Draw the branch of the choice state ``sid`` decides; return the state it leads to
-        and the attempts in flight there (those of ``sid``, and the first of what starts)."""
-        bounds, moves = self.plan.decide[sid]  # type: ignore[misc]
-        if not self.branch_draws:
-            self.branch_draws = self.rng.random(self.block).tolist()
-        u = self.branch_draws.pop()
-        branch = next(b for b, bound in enumerate(bounds) if u < bound)
-        target, carry, _, event, _ = moves[branch]
-        if live is not None:
-            reached = self.plan.fire_decision(live, event)
-            assert reached == target, (event, self.plan.state_ids[reached])
-        now = self.env.now
-        inst.sid = target
-        if inst.events is not None:
-            inst.events.append(
-                TraceEvent(float(now - inst.origin), event, self.plan.state_ids[target])
-            )
-        started = self.plan.running[target]
-        return target, [
-            self._begin(inst, started[j], 1, now) if c < 0 else flights[c]
-            for j, c in enumerate(carry)
-        ]
+        """Draw the branch of the choice state ``sid`` decides, and of each choice reached
+        after it at once; return the state they lead to and the attempts in flight there
+        (those already in flight, and the first of what starts)."""
+        plan, now = self.plan, float(self.env.now)
+        while plan.outcome[sid] == DECIDING:
+            bounds, moves = plan.decide[sid]  # type: ignore[misc]
+            if not self.branch_draws:
+                self.branch_draws = self.rng.random(self.block).tolist()
+            u = self.branch_draws.pop()
+            target, carry, _, event, _ = moves[next(b for b, x in enumerate(bounds) if u < x)]
+            if live is not None:
+                reached = plan.fire_decision(live, event)
+                assert reached == target, (event, plan.state_ids[reached])
+            inst.sid = target
+            if inst.events is not None:
+                inst.events.append(TraceEvent(now - inst.origin, event, plan.state_ids[target]))
+            started = plan.running[target]
+            flights = [
+                self._begin(inst, started[j], 1, now) if c < 0 else flights[c]
+                for j, c in enumerate(carry)
+            ]
+            sid = target
+        return sid, flights
 
     def _record(self, inst: _Instance, f: _Flight, now: float, event: str, target: int) -> None:
         assert inst.events is not None and inst.spans is not None
@@ -530,28 +546,6 @@ class Chunk:
             containers=plan.containers,
             decisions=plan.choices,
         )
-
-
-def containers_of(
-    entries: tuple[Entry, ...], outer: tuple[str, ...] = ()
-) -> dict[str, tuple[str, ...]]:
-    """Each action inside sub-sagas or maps (unrolled by ``core``) and their labels."""
-    found: dict[str, tuple[str, ...]] = {}
-    for entry in entries:
-        if isinstance(entry, Step):
-            for action in (entry, entry.compensation):
-                if action is not None and outer:
-                    found[action.name] = outer
-        elif isinstance(entry, SubSaga):
-            inner = (*outer, f"saga {entry.name}")
-            found |= containers_of(entry.saga.steps, inner)
-            if entry.compensation is not None and outer:
-                found[entry.compensation.name] = outer
-        else:
-            label = (f"map {entry.origin}",) if isinstance(entry, Parallel) and entry.origin else ()
-            for block in blocks_of(entry):
-                found |= containers_of(block, (*outer, *label))
-    return found
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..model import Entry, Parallel, Step, SubSaga, blocks_of
+
 #: Participants' events of a trace (a timed-out attempt landing, or lost), not the machine's.
 LATE_EVENTS = (".late_ok", ".late_fail")
 MS_DIGITS = 3
@@ -63,6 +65,28 @@ class InstanceTrace:
 #: For each action inside sub-sagas or maps, their labels, outermost first (``saga book_hotel``,
 #: ``map pack_items``): the Chrome trace draws each as a span around its actions.
 Containers = Mapping[str, tuple[str, ...]]
+
+
+def containers_of(
+    entries: tuple[Entry, ...], outer: tuple[str, ...] = ()
+) -> dict[str, tuple[str, ...]]:
+    """Each action inside sub-sagas or maps (unrolled by ``core``) and their labels."""
+    found: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        if isinstance(entry, Step):
+            for action in (entry, entry.compensation):
+                if action is not None and outer:
+                    found[action.name] = outer
+        elif isinstance(entry, SubSaga):
+            inner = (*outer, f"saga {entry.name}")
+            found |= containers_of(entry.saga.steps, inner)
+            if entry.compensation is not None and outer:
+                found[entry.compensation.name] = outer
+        else:
+            label = (f"map {entry.origin}",) if isinstance(entry, Parallel) and entry.origin else ()
+            for block in blocks_of(entry):
+                found |= containers_of(block, (*outer, *label))
+    return found
 
 
 def write_traces(
