@@ -35,14 +35,17 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..exceptions import SagaDefinitionError, UsageError
 from ..io import format as io
 from ..io import yaml as _yaml
 from ..io.values import expected
-from ..model.saga import Saga
+from ..model.saga import Saga, SubSaga
 from .asl import from_asl
+from .common import snake_case
+from .designer import is_designer, to_engine
 from .seata import from_seata
 
 __all__ = ["FORMATS", "detect_format", "load_any", "to_yaml_with_comments"]
@@ -81,6 +84,8 @@ def detect_format(data: object) -> Format | None:
         return None
     if "saga" in data:
         return "sagasim"
+    if is_designer(data):
+        return "seata"
     states = data.get("States")
     if not isinstance(states, dict):
         return None
@@ -105,12 +110,21 @@ def _parse(text: str, file: str) -> tuple[Any, dict[str, int] | None]:
         return data, None
 
 
-def load_any(path: str | os.PathLike[str], format: str | None = None) -> Saga:
-    """The saga in a sagasim model, a Step Functions definition or a Seata saga state machine.
+def load_any(
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    lookup: Sequence[str | os.PathLike[str]] = (),
+    assumed: list[str] | None = None,
+) -> Saga:
+    """The saga in a sagasim model, a Step Functions definition or a Seata saga state machine
+    (engine or designer JSON).
 
     ``.json`` files are read as JSON, others as YAML (which also reads JSON, and definitions
     kept in YAML). ``format`` (one of :data:`FORMATS`) skips :func:`detect_format`. A Step
-    Functions definition has no name: the saga takes the file's, up to its first dot.
+    Functions definition has no name: the saga takes the file's, up to its first dot. Sub-machines
+    are found by name in the file's folder, then in the ``lookup`` folders; what an import had to
+    assume is appended to ``assumed``.
 
     Examples
     --------
@@ -121,26 +135,109 @@ def load_any(path: str | os.PathLike[str], format: str | None = None) -> Saga:
     ...
     sagasim.exceptions.SagaDefinitionError: models/travel_booking.yaml:1: States: expected a ...
     """
-    file = os.fsdecode(path)
     if format is not None and format not in FORMATS:
         raise UsageError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
-    data, lines = _parse(_yaml.read_text(path), file)
-    found = format or detect_format(data)
-    if found is None and not file.endswith(".json"):
-        found = "sagasim"  # a YAML file that is no other engine's: the model format's own errors
-    if found == "sagasim":
-        return io.from_dict(data, file=file, lines=lines)
-    if found == "asl":
-        return from_asl(data, file=file, lines=lines)
+    file = os.fsdecode(path)
+    folders = [os.path.dirname(file) or ".", *map(os.fsdecode, lookup)]
+    return _Machines(folders, [] if assumed is None else assumed).load(file, format, ())
+
+
+class _Machines:
+    """Reads definitions, and finds the sub-machines they call by name in ``folders``."""
+
+    def __init__(self, folders: list[str], assumed: list[str]) -> None:
+        self.folders = folders
+        self.assumed = assumed
+        self.index: dict[str, list[str]] | None = None
+
+    def load(self, file: str, format: str | None, calling: tuple[str, ...]) -> Saga:
+        data, lines = _parse(_yaml.read_text(file), file)
+        found = format or detect_format(data)
+        if found is None and not file.endswith(".json"):
+            found = "sagasim"  # a YAML file that is no other engine's: the model format's errors
+        if found == "sagasim":
+            return io.from_dict(data, file=file, lines=lines)
+        if found in ("asl", "seata"):
+            if found == "seata" and is_designer(data):
+                data, lines = to_engine(data, file=file), None
+
+            def lookup(name: str, at: str) -> SubSaga:
+                try:
+                    return self.sub_saga(name, at, (*calling, file))
+                except SagaDefinitionError as err:
+                    if err.file is not None:
+                        raise
+                    raise SagaDefinitionError(err.message, path=at) from None
+
+            read = from_asl if found == "asl" else from_seata
+            return read(data, file=file, lines=lines, lookup=lookup, assumed=self.assumed)
+        message = expected(_KINDS, data, "").message
+        if data is None:
+            message = f"expected {_KINDS}, got an empty document"
+        elif isinstance(data, dict):
+            keys = ", ".join(repr(str(key)) for key in list(data)[:5])
+            message = f"expected {_KINDS}, got a mapping with keys {keys}"
+        raise SagaDefinitionError(message, file=file, line=1)
+
+    def sub_saga(self, name: str, at: str, calling: tuple[str, ...]) -> SubSaga:
+        files = self.machines().get(name, [])
+        where = " or ".join(dict.fromkeys(self.folders))
+        if not files:
+            raise SagaDefinitionError(
+                f"expected a state machine named {name!r} in {where}, got none (give its "
+                "folder with --lookup DIR)"
+            )
+        if len(files) > 1:
+            raise SagaDefinitionError(
+                f"expected one state machine named {name!r}, got {len(files)}: "
+                f"{', '.join(files)} (keep one, or pick its folder with --lookup DIR)"
+            )
+        real = [os.path.realpath(f) for f in calling]
+        if os.path.realpath(files[0]) in real:
+            cycle = " → ".join([*calling[real.index(os.path.realpath(files[0])) :], files[0]])
+            raise SagaDefinitionError(
+                f"expected a sub-machine that does not call itself, got the cycle {cycle}"
+            )
+        child = self.load(files[0], None, calling)
+        return SubSaga(name=snake_case(name), model=f"{child.name}.yaml", saga=child)
+
+    def machines(self) -> dict[str, list[str]]:
+        """Every definition in the folders, by the name a caller gives it: a Seata machine's
+        ``Name``, a Step Functions file's name up to its first dot."""
+        if self.index is None:
+            self.index = {}
+            seen: set[str] = set()
+            for folder in dict.fromkeys(self.folders):
+                for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+                    file = os.path.join(folder, entry)
+                    if not entry.endswith(".json") or os.path.realpath(file) in seen:
+                        continue
+                    seen.add(os.path.realpath(file))
+                    for name in _names_of(file):
+                        self.index.setdefault(name, []).append(file)
+        return self.index
+
+
+def _names_of(file: str) -> list[str]:
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    stem = os.path.basename(file).split(".")[0]
+    if not isinstance(data, dict):
+        return []
+    if is_designer(data):
+        nodes = [n for n in data.get("nodes", []) if isinstance(n, dict)]
+        start = [n for n in nodes if n.get("stateType") == "Start"]
+        props = start[0].get("stateProps") if start else None
+        machine = props.get("StateMachine") if isinstance(props, dict) else None
+        title = machine.get("Name") if isinstance(machine, dict) else None
+        return [title] if isinstance(title, str) else []
+    found = detect_format(data)
     if found == "seata":
-        return from_seata(data, file=file, lines=lines)
-    message = expected(_KINDS, data, "").message
-    if data is None:
-        message = f"expected {_KINDS}, got an empty document"
-    elif isinstance(data, dict):
-        keys = ", ".join(repr(str(key)) for key in list(data)[:5])
-        message = f"expected {_KINDS}, got a mapping with keys {keys}"
-    raise SagaDefinitionError(message, file=file, line=1)
+        return [data["Name"]] if isinstance(data.get("Name"), str) else []
+    return [stem] if found == "asl" else []
 
 
 def to_yaml_with_comments(saga: Saga, source: str) -> str:

@@ -1,32 +1,34 @@
 """Read Seata saga state machines (Seata's JSON state language) as sagas.
 
 Seata's saga engine runs a state machine written in JSON, in a language modelled on Step
-Functions'. :func:`from_seata` reads its usual shape:
+Functions'. :func:`from_seata` reads each state into a :class:`~sagasim.interop.flow.Node` and
+lets :func:`~sagasim.interop.structure.entries` write the step list the graph means:
 
-* the ``ServiceTask`` states on the path from ``StartState`` are the steps, named after their
-  states in snake_case; ``ServiceName`` is the step's service;
-* ``CompensateState`` names the ``ServiceTask`` that undoes the step (its ``ServiceName`` is the
-  compensation's service where it differs from the step's);
-* one ``Retry`` rule is the retry policy, as Seata documents it: attempts are ``MaxAttempts + 1``
-  (it counts retries), ``IntervalSeconds`` the delay, ``BackoffRate`` the multiplier of
-  exponential backoff (1, or none: fixed). ``Exceptions`` is not read;
-* ``IsForUpdate: false`` declares a read-only step. Seata also takes a step with neither
-  ``IsForUpdate`` nor a compensation as read-only; sagasim does not guess, and keeps its effects,
-  so that ``check`` reports a step nothing would undo;
-* a ``Catch`` leads to a ``CompensationTrigger`` (which undoes the completed steps in reverse
-  order, as sagasim does) or to a ``Fail`` state. A failure without one ends the same way:
-  Seata's coordinator compensates a failed saga when it rolls the global transaction back;
-* a ``Choice`` state whose branches all go to a ``Fail`` or ``CompensationTrigger`` state but one
-  is a guard on the result of the step before it: the saga goes on by that one branch, and the
-  saga's description says that the others are that step's rejection;
+* ``ServiceTask``: a step named after its state in snake_case; ``ServiceName`` is its service.
+  ``CompensateState`` names the ``ServiceTask`` undoing it (its ``ServiceName`` is the
+  compensation's service where it differs). ``IsForUpdate: false`` declares it read-only (Seata
+  also takes a step with neither ``IsForUpdate`` nor a compensation as read-only; sagasim does not
+  guess, so that ``check`` reports a step nothing would undo). One ``Retry`` rule is the retry
+  policy, as Seata documents it: attempts are ``MaxAttempts + 1``, ``IntervalSeconds`` the delay,
+  ``BackoffRate`` the multiplier (1, or none: fixed). ``Status`` (which results mean success,
+  failure, unknown) and ``IsAsync`` are listed as assumptions: their rates are not in the file;
+* ``ScriptTask``: a read-only step (the script runs in the engine and calls no participant);
+* ``SubStateMachine``: a sub-saga, found by its ``StateMachineName``; a ``CompensateState`` that
+  is a ``ServiceTask`` is its user-defined compensation (a ``CompensateSubMachine`` state undoes
+  its steps, which is what a sub-saga does anyway);
+* ``Loop`` on a task or sub-machine: a map, ``Parallel`` its concurrency (the item count, from the
+  ``Collection``, is assumed);
+* ``Choice``: a choice whose ``when`` is each ``Expression``; ``Default`` its default branch;
+* ``Catch`` leading to a ``CompensationTrigger`` or a ``Fail``: recovery, which undoes the
+  completed steps in reverse order (a failure without one ends the same way: Seata's coordinator
+  compensates a failed saga when it rolls the global transaction back); one leading elsewhere is a
+  branch (:mod:`~sagasim.interop.flow`);
+* ``Succeed`` and ``Fail``: ``succeed`` and ``fail`` ends; a ``CompensationTrigger`` fails with
+  the name of the ``Fail`` after it;
 * a ``Comment`` saying ``pivot``, ``retriable`` or ``read-only`` declares the step's kind, as in
-  :mod:`sagasim.interop.asl`: Seata has no pivot of its own. After the pivot no ``Catch`` may
-  lead to a ``CompensationTrigger``.
+  :mod:`sagasim.interop.asl`: Seata has no pivot of its own.
 
-Refused, with an error naming the state: ``SubStateMachine``, ``CompensateSubMachine`` and
-``ScriptTask`` states, a ``Loop``, a ``Choice`` that branches, a ``Catch`` that leads anywhere
-else, states nothing leads to. A compensation retries as its ``Retry`` says: that Seata's
-coordinator also retries a failed rollback later is not counted.
+The machine's ``RecoverStrategy`` (what a restarted coordinator does) is kept in the description.
 
 Examples
 --------
@@ -40,7 +42,7 @@ Examples
 ...     "Undo": {"Type": "CompensationTrigger", "Next": "Failed"},
 ...     "Done": {"Type": "Succeed"}, "Failed": {"Type": "Fail"}}
 >>> saga = from_seata({"Name": "order", "StartState": "Reduce", "States": states})
->>> [(step.name, step.service, step.kind) for step in saga.steps]
+>>> [(step.name, step.service, step.kind) for step in saga.steps[:2]]
 [('reduce', 'inventory', 'compensatable'), ('pay', 'payments', 'uncompensatable')]
 >>> saga.steps[0].compensation.retry
 Retry(attempts=4, backoff='fixed', delay_ms=500.0, multiplier=2.0, max_delay_ms=None, jitter=False)
@@ -49,171 +51,169 @@ Retry(attempts=4, backoff='fixed', delay_ms=500.0, multiplier=2.0, max_delay_ms=
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from ..exceptions import SagaDefinitionError
-from ..model.saga import Compensation, Saga, Step
-from .common import ABSENT, Names, bad, check_valid, comment_flags, located, read_retry, snake_case
+from ..model.saga import Compensation, Saga
+from .asl import Lookup
+from .common import (
+    ABSENT,
+    bad,
+    check_valid,
+    comment_flags,
+    located,
+    read_retry,
+    snake_case,
+)
+from .flow import Catcher, Flow, Node, Rule
+from .structure import entries
 
 __all__ = ["from_seata"]
 
-_READ = ("ServiceTask", "Choice", "CompensationTrigger", "Succeed", "Fail")
-_REFUSED = {
-    "SubStateMachine": "a nested state machine cannot be expressed in a saga model: import it"
-    " on its own",
-    "CompensateSubMachine": "it undoes a nested state machine, which a saga model cannot express",
-    "ScriptTask": "a script runs inside the engine and calls no participant",
-}
-_FAILING = ("Fail", "CompensationTrigger")
+_TYPES = (
+    "ServiceTask",
+    "ScriptTask",
+    "SubStateMachine",
+    "CompensateSubMachine",
+    "Choice",
+    "CompensationTrigger",
+    "Succeed",
+    "Fail",
+)
 
 
 class _Reader:
-    """Reads one state machine; remembers every state it reached and the names it gave."""
-
-    def __init__(self, states: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, states: dict[str, Any], lookup: Lookup | None, assumed: list[str]) -> None:
         self.states = states
-        self.reached: set[str] = set()
-        self.names = Names()
-        self.places: dict[str, str] = {}
-        self.undoes: dict[str, str] = {}
-        self.notes: list[str] = []
-        self.guards: list[tuple[str, str | None, list[str]]] = []  # choice, step before, ends
+        self.lookup = lookup
+        self.assumed = assumed
 
-    def state(self, name: object, at: str) -> str:
-        """``name``, checked to name a state, which counts as reached."""
-        if not isinstance(name, str) or name not in self.states:
-            raise bad("the name of a state in States", name, at)
-        self.reached.add(name)
-        return name
-
-    def success_path(self, start: object) -> list[str]:
-        """The ``ServiceTask`` states from the start to the end, guards passed by."""
-        names: list[str] = []
-        seen: set[str] = set()
-        name, previous = self.state(start, "StartState"), None
-        while True:
-            state, path = self.states[name], f"States.{name}"
-            if state["Type"] == "Succeed":
-                return names
-            if state["Type"] in _FAILING or name in seen:
-                got = "a loop" if name in seen else f"this {state['Type']} state"
-                message = f"expected a success path ending in a Succeed state, got {got}"
-                raise SagaDefinitionError(message, path=path)
-            seen.add(name)
-            if state["Type"] == "Choice":
-                name = self.guard(name, previous)
-                continue
-            names.append(name)
-            previous = name
-            if state.get("Next") is None:
-                return names
-            name = self.state(state["Next"], f"{path}.Next")
-
-    def guard(self, name: str, previous: str | None) -> str:
-        """The one branch of a guarding ``Choice`` state that goes on."""
-        state, path = self.states[name], f"States.{name}"
-        choices = state.get("Choices", ABSENT)
-        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
-            what = "a list of choices such as {Expression: ..., Next: ...}"
-            raise bad(what, choices, f"{path}.Choices")
-        targets = [
-            self.state(c.get("Next", ABSENT), f"{path}.Choices[{i}].Next")
-            for i, c in enumerate(choices)
-        ]
-        if "Default" in state:
-            targets.append(self.state(state["Default"], f"{path}.Default"))
-        going = sorted({t for t in targets if self.states[t]["Type"] not in _FAILING})
-        failing = sorted({t for t in targets if self.states[t]["Type"] in _FAILING})
-        if len(going) != 1:
-            message = "expected a guard, whose branches all go to a Fail or CompensationTrigger"
-            message += f" state but one, got {len(going)} that go on ({', '.join(going)}):"
-            raise SagaDefinitionError(f"{message} branching on data cannot be expressed", path=path)
-        self.guards.append((name, previous, failing))
-        # The failing branches are the previous step's rejection, whose rate the user measures:
-        # the saga model goes on by the one branch left, and the description says so.
-        ends = " and ".join(failing)
-        note = f"The Choice state {name} is read as a guard: its branches to {ends}"
-        if previous is None:
-            self.notes.append(f"{note} fail the saga before any step runs (not modelled).")
+    def node(self, name: str, state: object, path: str) -> Node:
+        if not isinstance(state, dict) or state.get("Type") not in _TYPES:
+            kind = state.get("Type") if isinstance(state, dict) else state
+            raise bad(f"a state whose Type is one of {', '.join(_TYPES)}", kind, f"{path}.Type")
+        kind = state["Type"]
+        following = state.get("Next")
+        if following is not None and not isinstance(following, str):
+            raise bad("the name of a state", following, f"{path}.Next")
+        node = Node(name, path, "call", next=following, catchers=_catchers(state, path))
+        if kind in ("Succeed", "Fail"):
+            node.kind, node.next = ("succeed" if kind == "Succeed" else "fail"), None
+        elif kind == "CompensationTrigger":
+            node.kind = "trigger"
+        elif kind == "Choice":
+            self.choice(node, state, path)
+        elif kind == "ScriptTask":
+            node.effects = False
+        elif kind == "CompensateSubMachine":
+            node.effects = False  # undoes a sub-machine's steps: a sub-saga does that itself
         else:
-            self.notes.append(f"{note} are a rejection of {snake_case(previous)}: set its reject.")
-        return going[0]
-
-    def failure_end(self, name: str, at: str, *, after_pivot: str | None = None) -> None:
-        """Check where a failure leads: a ``Fail``, or a ``CompensationTrigger`` that ends."""
-        kind = self.states[name]["Type"]
-        if kind not in _FAILING:
-            message = f"expected a CompensationTrigger or Fail state, got the {kind} state {name}"
-            raise SagaDefinitionError(f"{message} (a way on after a failure is a branch)", path=at)
-        if kind == "CompensationTrigger" and after_pivot:
-            message = f"expected no compensation after the pivot {after_pivot} (the saga only"
-            raise SagaDefinitionError(f"{message} moves forward there), got {name}", path=at)
-        following = self.states[name].get("Next")
-        if kind == "CompensationTrigger" and following is not None:
-            end = self.state(following, f"States.{name}.Next")
-            if self.states[end]["Type"] not in ("Fail", "Succeed"):
-                message = "expected a Fail or Succeed state after compensation, got the"
-                message += f" {self.states[end]['Type']} state {end}"
-                raise SagaDefinitionError(message, path=f"States.{name}.Next")
-
-    def step(self, name: str, index: int, path_names: list[str], pivot: str | None) -> Step:
-        state, path = self.states[name], f"States.{name}"
-        self.places[f"steps[{index}]"] = path
-        if "Loop" in state:
-            message = "expected no Loop, got one (a step run once per item of a collection"
-            raise SagaDefinitionError(f"{message} cannot be expressed in a saga model)", path=path)
-        catchers = state.get("Catch", [])
-        if not isinstance(catchers, list) or not all(isinstance(c, dict) for c in catchers):
-            raise bad("a list of catchers such as {Next: StateName}", catchers, f"{path}.Catch")
-        after = pivot if pivot is not None and path_names.index(pivot) < index else None
-        for i, catcher in enumerate(catchers):
-            at = f"{path}.Catch[{i}].Next"
-            self.failure_end(self.state(catcher.get("Next", ABSENT), at), at, after_pivot=after)
+            self.task(node, state, path)
         flags = comment_flags(state, path)
-        step_name = self.names.take(name, path)
-        compensation = None
-        if "CompensateState" in state:
-            compensation = self.compensation(name, state, path_names)
-            self.places[f"steps[{index}].compensation"] = f"States.{state['CompensateState']}"
+        if "pivot" in flags:
+            node.kind_declared = "pivot"
+        elif "retriable" in flags:
+            node.kind_declared = "retriable"
+        if "Loop" in state and node.kind in ("call", "saga"):
+            return self.loop(node, state["Loop"], f"{path}.Loop")
+        return node
+
+    def task(self, node: Node, state: Mapping[str, Any], path: str) -> None:
+        node.fields = _action(state, path)
+        model = snake_case(node.name)
+        if state["Type"] == "SubStateMachine":
+            machine = state.get("StateMachineName", ABSENT)
+            if not isinstance(machine, str) or not machine:
+                raise bad("the name of a state machine", machine, f"{path}.StateMachineName")
+            if self.lookup is None:
+                raise SagaDefinitionError(
+                    f"expected to find the state machine {machine!r}, got no folder to look in "
+                    "(import the file, or give --lookup DIR)",
+                    path=f"{path}.StateMachineName",
+                )
+            node.kind, node.child = "saga", self.lookup(machine, f"{path}.StateMachineName")
+            return
         for_update = state.get("IsForUpdate", True)
         if not isinstance(for_update, bool):
             raise bad("true or false", for_update, f"{path}.IsForUpdate")
-        kind: Literal["pivot", "retriable"] | None = "pivot" if name == pivot else None
-        if kind is None and "retriable" in flags:
-            kind = "retriable"
-        return Step(
-            name=step_name,
-            kind_declared=kind,
-            effects=for_update and "read_only" not in flags,
-            compensation=compensation,
-            **_action(state, path),
+        node.effects = for_update and "read_only" not in comment_flags(state, path)
+        node.undo = state.get("CompensateState")
+        if node.undo is not None and not isinstance(node.undo, str):
+            raise bad("the name of a state", node.undo, f"{path}.CompensateState")
+        if isinstance(state.get("Status"), dict):
+            outcomes = sorted(set(map(str, state["Status"].values())))
+            self.assumed.append(
+                f"{model}: Status maps results to {'/'.join(outcomes)}: FA is a failure and UN "
+                f"unknown (like a timeout); their rates are not in the file (set with --set "
+                f"{model}.failure=P)"
+            )
+        if state.get("IsAsync") is True:
+            self.assumed.append(
+                f"{model}: IsAsync: not awaited, so give it no latency; its effect still lands"
+            )
+
+    def choice(self, node: Node, state: Mapping[str, Any], path: str) -> None:
+        node.kind, node.next = "choice", None
+        rules = state.get("Choices", ABSENT)
+        if not isinstance(rules, list) or not rules or not all(isinstance(r, dict) for r in rules):
+            raise bad("a non-empty list of choices", rules, f"{path}.Choices")
+        for i, rule in enumerate(rules):
+            at = f"{path}.Choices[{i}]"
+            target, when = rule.get("Next", ABSENT), rule.get("Expression", ABSENT)
+            if not isinstance(target, str):
+                raise bad("the name of a state", target, f"{at}.Next")
+            if not isinstance(when, str):
+                raise bad("an expression (text)", when, f"{at}.Expression")
+            node.rules.append(Rule(when, target, at))
+        default = state.get("Default")
+        if default is not None and not isinstance(default, str):
+            raise bad("the name of a state", default, f"{path}.Default")
+        node.default = default
+
+    def loop(self, node: Node, loop: object, path: str) -> Node:
+        """A task run once per element of a collection: a map of one step."""
+        if not isinstance(loop, dict):
+            raise bad("a mapping with Parallel and Collection", loop, path)
+        parallel = loop.get("Parallel", 1)
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+            raise bad("a positive integer", parallel, f"{path}.Parallel")
+        model = snake_case(node.name)
+        if "CompletionCondition" in loop:
+            self.assumed.append(
+                f"{model}: the Loop ends on {loop['CompletionCondition']!r}; sagasim runs every "
+                "item (and stops at the first failed one)"
+            )
+        item = replace(node, name=f"{node.name} item", path=f"{node.path}.item", catchers=[])
+        item.next = None
+        body = Flow(f"{node.path}.Loop.", item.name, {item.name: item}, fenced=True)
+        return Node(
+            node.name,
+            node.path,
+            "map",
+            next=node.next,
+            catchers=node.catchers,
+            body=body,
+            concurrency=parallel,
         )
 
-    def compensation(self, step: str, state: Mapping[str, Any], steps: list[str]) -> Compensation:
-        at = f"States.{step}.CompensateState"
-        name = self.state(state["CompensateState"], at)
-        undo, path = self.states[name], f"States.{name}"
-        if undo["Type"] != "ServiceTask" or name in steps or name in self.undoes:
-            got = f"the {undo['Type']} state {name}"
-            got += f", which undoes {self.undoes[name]}" if name in self.undoes else ""
-            got += ", a step of the saga" if name in steps else ""
-            raise SagaDefinitionError(f"expected a ServiceTask of its own, got {got}", path=at)
-        self.undoes[name] = step
-        fields = _action(undo, path)
-        if fields.get("service") == state.get("ServiceName"):
-            fields.pop("service", None)
-        return Compensation(name=self.names.take(name, path), **fields)
 
-    def pivot(self, names: list[str]) -> str | None:
-        pivots = [n for n in names if "pivot" in comment_flags(self.states[n], f"States.{n}")]
-        if len(pivots) > 1:
-            message = f"expected at most one pivot, got a second one (first: {pivots[0]})"
-            raise SagaDefinitionError(message, path=f"States.{pivots[1]}.Comment")
-        return pivots[0] if pivots else None
+def _catchers(state: Mapping[str, Any], path: str) -> list[Catcher]:
+    found = state.get("Catch", [])
+    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+        raise bad("a list of catches such as {Exceptions: [...], Next: State}", found, path)
+    out = []
+    for i, catcher in enumerate(found):
+        target = catcher.get("Next", ABSENT)
+        if not isinstance(target, str):
+            raise bad("the name of a state", target, f"{path}.Catch[{i}].Next")
+        errors = catcher.get("Exceptions") or ["java.lang.Throwable"]
+        out.append(Catcher(", ".join(map(str, errors)), target, f"{path}.Catch[{i}]"))
+    return out
 
 
 def _action(state: Mapping[str, Any], path: str) -> dict[str, Any]:
-    """The service and retry policy of a ``ServiceTask`` state, as model fields."""
+    """The service and retry policy of a task state, as model fields."""
     fields: dict[str, Any] = {}
     if "ServiceName" in state:
         service = state["ServiceName"]
@@ -229,23 +229,16 @@ def _action(state: Mapping[str, Any], path: str) -> dict[str, Any]:
     return fields
 
 
-def _checked(data: object) -> tuple[dict[str, dict[str, Any]], object]:
-    """The states of a state machine, each of a type that is read, and its start."""
-    if not isinstance(data, dict):
-        raise bad("a Seata state machine (a mapping with StartState and States)", data, "")
-    states = data.get("States", ABSENT)
-    if not isinstance(states, dict) or not states:
-        raise bad("a mapping from state names to states", states, "States")
-    for name, state in states.items():
-        path = f"States.{name}"
-        if not isinstance(state, dict) or not isinstance(state.get("Type"), str):
-            raise bad("a state with a Type", state, path)
-        kind = state["Type"]
-        if kind not in _READ:
-            why = _REFUSED.get(kind, "not a state type of Seata's state language")
-            message = "expected ServiceTask, Choice, CompensationTrigger, Succeed or Fail states,"
-            raise SagaDefinitionError(f"{message} got a {kind} state ({why})", path=path)
-    return states, data.get("StartState", data.get("StartAt", ABSENT))
+def _compensations(flow: Flow) -> None:
+    """Each ``CompensateState`` of a sub-machine that is a ``ServiceTask``: its user-defined
+    compensation, a whole-saga one."""
+    for node in flow.states.values():
+        if node.kind != "saga" or node.child is None or node.undo is None:
+            continue
+        undo = flow.states.get(node.undo)
+        if undo is not None and undo.kind == "call" and undo.effects:
+            comp = Compensation(name=snake_case(undo.name), **undo.fields)
+            node.child = replace(node.child, compensation=comp)
 
 
 def from_seata(
@@ -254,12 +247,15 @@ def from_seata(
     name: str | None = None,
     file: str | None = None,
     lines: Mapping[str, int] | None = None,
+    lookup: Lookup | None = None,
+    assumed: list[str] | None = None,
 ) -> Saga:
     """The saga a Seata state machine describes (see the module's docstring).
 
     The saga is named ``name``, else the state machine's ``Name``; its description is the
-    ``Comment``, followed by a note for each guard read. ``file`` and ``lines`` (path -> line,
-    as :func:`sagasim.io.parse_yaml` gives) serve the errors.
+    ``Comment``. ``file`` and ``lines`` (path -> line, as :func:`sagasim.io.parse_yaml` gives)
+    serve the errors; ``lookup`` finds sub-machines by name; what had to be assumed is appended
+    to ``assumed``.
 
     Examples
     --------
@@ -267,33 +263,41 @@ def from_seata(
     >>> from_seata({"Name": "outer", "StartState": "Call", "States": states}, file="o.json")
     Traceback (most recent call last):
     ...
-    sagasim.exceptions.SagaDefinitionError: o.json: States.Call: expected ServiceTask, Choice, ...
+    sagasim.exceptions.SagaDefinitionError: o.json: States.Call.StateMachineName: expected to ...
     """
+    notes: list[str] = [] if assumed is None else assumed
     try:
-        states, start = _checked(data)
-        assert isinstance(data, dict)
-        reader = _Reader(states)
-        names = reader.success_path(start)
-        if not names:
-            message = "expected a ServiceTask on the path from StartState, got none"
-            raise SagaDefinitionError(message, path="StartState")
-        pivot = reader.pivot(names)
-        steps = tuple(reader.step(n, k, names, pivot) for k, n in enumerate(names))
-        for choice, previous, ends in reader.guards:
-            late = pivot is not None and previous in names[names.index(pivot) + 1 :]
-            for end in ends:
-                reader.failure_end(end, f"States.{choice}", after_pivot=pivot if late else None)
-        for state_name in states:
-            if state_name not in reader.reached:
-                message = "expected a state reachable from StartState, got one nothing leads to"
-                raise SagaDefinitionError(message, path=f"States.{state_name}")
+        if not isinstance(data, dict):
+            raise bad("a Seata state machine (a mapping with StartState and States)", data, "")
+        states = data.get("States", ABSENT)
+        if not isinstance(states, dict) or not states:
+            raise bad("a mapping from state names to states", states, "States")
+        start = data.get("StartState", data.get("StartAt", ABSENT))
+        if not isinstance(start, str) or start not in states:
+            raise bad("the name of a state in States", start, "StartState")
+        reader = _Reader(states, lookup, notes)
+        nodes = {n: reader.node(n, s, f"States.{n}") for n, s in states.items()}
+        for node in nodes.values():
+            if node.kind == "saga" and isinstance(states[node.name].get("CompensateState"), str):
+                node.undo = states[node.name]["CompensateState"]
+        flow = Flow("", start, nodes, assumed=notes, explicit_undo=True)
+        _compensations(flow)
+        steps = entries(flow)
         title, comment = data.get("Name", "imported"), data.get("Comment", "")
         if not isinstance(title, str) or not title:
             raise bad("a non-empty name", title, "Name")
         if not isinstance(comment, str):
             raise bad("a text", comment, "Comment")
-        description = " ".join(part for part in (comment, *reader.notes) if part)
-        saga = Saga(name=name or title, description=description, steps=steps)
-        return check_valid(saga, reader.places)
+        strategy = data.get("RecoverStrategy")
+        if strategy is not None:
+            if strategy not in ("Compensate", "Forward"):
+                raise bad("Compensate or Forward", strategy, "RecoverStrategy")
+            comment = f"{comment} (RecoverStrategy: {strategy})".strip()
+            notes.append(
+                f"RecoverStrategy {strategy}: what a restarted coordinator does; kept in the "
+                "description (no coordinator crashes are modelled)"
+            )
+        saga = Saga(name=name or title, description=comment, steps=steps)
+        return check_valid(saga, flow.places)
     except SagaDefinitionError as err:
         raise located(err, file, lines) from None

@@ -1,0 +1,199 @@
+"""Who undoes whom: a definition's recovering ``Catch`` chains read as compensations.
+
+Examples
+--------
+>>> UNDO_WORDS.match("cancel_flight") is not None, UNDO_WORDS.match("send_sms") is not None
+(True, False)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..exceptions import SagaDefinitionError
+from ..model.saga import Choice, Compensation, Entry, Map, Parallel, Step
+from .common import snake_case
+from .flow import END, Chain, Flow, Node, Unit
+
+if TYPE_CHECKING:
+    from .structure import Builder
+
+__all__ = ["UNDO_WORDS", "Recovery", "rebuild_here"]
+
+#: Words that start the name of a state undoing another (``CancelFlight``, ``RefundPayment``).
+UNDO_WORDS = re.compile(
+    r"^(cancel|refund|undo|revert|rollback|roll_back|compensate|compensation|release|restore|"
+    r"delete|remove|void|reverse|unreserve|unlock|abort)",
+)
+
+
+class Recovery:
+    """Who undoes whom: each recovering chain's states given to the units they undo.
+
+    A chain lists what a failure runs, in order. Its states already known as some unit's
+    compensation are that; a state not yet known undoes the failing unit itself when it comes
+    first and the definition's first failure already undoes something (the AWS saga pattern:
+    ``ReserveFlight``'s Catch starts with ``CancelFlight``), else the latest unit before it with
+    effects and no compensation yet (the chain grows by one per step). A ``Parallel`` state in a
+    chain undoes a group, branch by branch. Seata names each undo (``CompensateState``) and needs
+    none of this.
+    """
+
+    def __init__(self, builder: Builder) -> None:
+        self.b = builder
+        self.undo: dict[str, Node] = {}  # unit key (its path) -> the state undoing it
+        self.own: set[str] = set()
+
+    def apply(self, built: tuple[Entry, ...]) -> tuple[Entry, ...]:
+        b = self.b
+        if b.flow.explicit_undo:
+            states = {**b.root.flow.states, **b.flow.states}  # a loop's item is undone above
+            for key, unit in b.units.items():
+                if unit.flow is b.flow and unit.node.undo and unit.node.kind == "call":
+                    at = f"{unit.node.path}.CompensateState"
+                    if unit.node.undo not in states:
+                        b.state(unit.node.undo, at)  # says what was expected
+                    self.undo[key] = states[unit.node.undo]
+        else:
+            self.infer()
+        for key, undoer in list(self.undo.items()):
+            if undoer.kind == "parallel":
+                self.undo_group(b.units[key], undoer)
+        b.undone.update(self.undo)
+        by_name = {u.name: k for k, u in b.units.items() if k in self.undo}
+
+        def change(entry: Entry) -> Entry:
+            if not isinstance(entry, Step) or entry.name not in by_name:
+                return entry
+            key = by_name[entry.name]
+            undoer = self.undo[key]
+            if undoer.kind == "parallel":
+                return entry
+            comp = Compensation(name=b.undo_name(undoer), **undoer.fields)
+            return replace(entry, compensation=comp, compensate_on_failure=key in self.own)
+
+        return rebuild_here(built, change)
+
+    def infer(self) -> None:
+        b = self.b
+        units = [u for u in b.units.values() if u.flow is b.flow]
+        chains = [u.chain for u in units if u.chain is not None]
+        epilogue = self.epilogue(chains)
+        first = next((u for u in units if u.chain is not None), None)
+        # the saga pattern: the first failure that runs anything has nothing before it to undo
+        own_style = (
+            first is not None
+            and len(first.chain or ()) > len(epilogue)
+            and not any(b.units[k].undoable for k in first.before)
+        )
+        known: set[str] = set()
+        for unit in units:
+            if unit.chain is None:
+                continue
+            chain = unit.chain[: len(unit.chain) - len(epilogue)]
+            waiting = [
+                k for k in reversed(unit.before) if b.units[k].undoable and k not in self.undo
+            ]
+            for i, state in enumerate(chain):
+                if state.path in known:
+                    continue
+                mine = unit.node.path
+                if i == 0 and own_style and unit.undoable and mine not in self.undo:
+                    self.undo[mine] = state
+                    self.own.add(mine)
+                elif waiting:
+                    self.undo[waiting.pop(0)] = state
+                else:
+                    before = tuple(b.units[k].node.name for k in unit.before)
+                    raise SagaDefinitionError(
+                        f"expected the Catch's states to undo the steps before {unit.node.name}"
+                        f" ({_names(before)}), got {state.name}, which undoes none of them",
+                        path=f"{unit.node.path}.Catch",
+                    )
+                known.add(state.path)
+        for state in epilogue:
+            b.assumed.append(
+                f"{snake_case(state.name)}: runs after recovery and undoes no step (a "
+                "notification or handler): not a step of the saga, its latency is not counted"
+            )
+
+    def epilogue(self, chains: list[Chain]) -> Chain:
+        """The states every chain ends with that undo nothing: the common tail, less the undo
+        of the first step (named like one) where the tail holds it."""
+        if not chains:
+            return ()
+        tail = list(chains[0])
+        for chain in chains[1:]:
+            k = 0
+            while k < min(len(tail), len(chain)) and tail[-1 - k] is chain[-1 - k]:
+                k += 1
+            tail = tail[len(tail) - k :]
+        while tail and (tail[0].kind == "parallel" or UNDO_WORDS.match(snake_case(tail[0].name))):
+            tail.pop(0)
+        return tuple(tail)
+
+    def undo_group(self, unit: Unit, group: Node) -> None:
+        """A ``Parallel`` state undoing the group ``unit``: one branch per branch, whose states
+        undo that branch's steps, latest first (states the branch's own Catch already runs,
+        alike in every field, are those)."""
+        self.undo.pop(unit.node.path)
+        if len(group.branches) != len(unit.node.branches):
+            raise SagaDefinitionError(
+                f"expected one branch per branch of {unit.node.name} "
+                f"({len(unit.node.branches)}), got {len(group.branches)} (a Pass state stands "
+                "for a branch with nothing to undo)",
+                path=f"{group.path}.Branches",
+            )
+        for flow, undoing in zip(unit.node.branches, group.branches, strict=True):
+            steps = [k for k, u in self.b.units.items() if u.flow is flow]
+            done = {_defined(n) for k in steps for n in [self.b.undone.get(k)] if n is not None}
+            waiting = [
+                k for k in reversed(steps) if self.b.units[k].undoable and k not in self.b.undone
+            ]
+            for state in _line(undoing):
+                if _defined(state) in done:
+                    continue
+                if not waiting:
+                    raise SagaDefinitionError(
+                        f"expected states undoing the branch's steps, got {state.name}, which "
+                        "undoes none of them",
+                        path=state.path,
+                    )
+                self.undo[waiting.pop(0)] = state
+
+
+def _line(flow: Flow) -> list[Node]:
+    """The effectful states of a flow with no branching, in order."""
+    found, name = [], flow.start
+    while name in flow.states:
+        node = flow.states[name]
+        if node.kind == "call" and node.effects:
+            found.append(node)
+        name = node.next or END
+    return found
+
+
+def _defined(node: Node) -> str:
+    return node.definition or repr(sorted(node.fields.items()))
+
+
+def rebuild_here(entries: tuple[Entry, ...], change: Callable[[Entry], Entry]) -> tuple[Entry, ...]:
+    """Like :func:`~sagasim.model.rebuild`, but sub-sagas (their own names) are left alone."""
+    out: list[Entry] = []
+    for entry in entries:
+        if isinstance(entry, Parallel):
+            entry = replace(entry, branches=tuple(rebuild_here(x, change) for x in entry.branches))
+        elif isinstance(entry, Choice):
+            ways = tuple(replace(w, steps=rebuild_here(w.steps, change)) for w in entry.branches)
+            entry = replace(entry, branches=ways)
+        elif isinstance(entry, Map):
+            entry = replace(entry, steps=rebuild_here(entry.steps, change))
+        out.append(change(entry))
+    return tuple(out)
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", then ".join(names) if names else "nothing"
