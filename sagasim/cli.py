@@ -202,15 +202,38 @@ def _import(args: argparse.Namespace) -> int:
         args.format or _detected(args.model, detect_format), "sagasim"
     )
     text = to_yaml_with_comments(saga, f"{args.model} ({label})")
+    children = _sub_sagas(saga)
     if args.output is None:
         print(text, end="")
+        for child in children:
+            print(
+                f"note: the sub-saga's model {child.model} is written with -o only", file=sys.stderr
+            )
         return 0
     out = _output_path(args.output, args.model)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out}: exists; pass --force to overwrite it")
-    out.write_text(text)
-    print(f"wrote {out}")
+    files = {out: text}
+    for child in children:
+        files[out.parent / child.model] = to_yaml_with_comments(
+            child.saga, f"{args.model} ({label})"
+        )
+    for path in files:
+        if path.exists() and not args.force:
+            raise UsageError(f"{path}: exists; pass --force to overwrite it")
+    for path, content in files.items():
+        path.write_text(content)
+        print(f"wrote {path}")
     return 0
+
+
+def _sub_sagas(saga: Saga) -> list[Any]:
+    """Every sub-saga in ``saga`` and in its sub-sagas, each model file once."""
+    from .model.saga import SubSaga, walk
+
+    found: dict[str, Any] = {}
+    for entry in walk(saga.steps):
+        if isinstance(entry, SubSaga):  # walk goes into sub-sagas too
+            found.setdefault(entry.model, entry)
+    return list(found.values())
 
 
 def _detected(model: str, detect: Any) -> str:
@@ -252,9 +275,36 @@ def _load(args: argparse.Namespace) -> Saga:
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, expected a model file")
-    saga = load_any(path, getattr(args, "format", None))
+    assumed: list[str] = []
+    saga = load_any(path, getattr(args, "format", None), lookup=args.lookup, assumed=assumed)
+    for note in dict.fromkeys(assumed):
+        print(f"assumed: {note}", file=sys.stderr)
+    if getattr(args, "rates", None):
+        saga = _with_rates(saga, args.rates)
     if getattr(args, "set", None):
         saga = apply_overrides(saga, args.set)
+    return saga
+
+
+def _with_rates(saga: Saga, file: str) -> Saga:
+    """``--rates FILE``: a YAML mapping of ``PATH: VALUE``, each applied as ``--set PATH=VALUE``;
+    an error names the file, the line and the path."""
+    from .exceptions import SagaDefinitionError
+    from .io import apply_overrides
+    from .io import yaml as _yaml
+
+    if not Path(file).is_file():
+        raise UsageError(f"{file}: no such file (--rates takes a YAML file of PATH: VALUE)")
+    data, lines = _yaml.parse(_yaml.read_text(file), file)
+    if not isinstance(data, dict):
+        what = "a mapping of PATH: VALUE, such as reserve_flight.failure: 0.02"
+        raise SagaDefinitionError(f"expected {what}, got {type(data).__name__}", file=file, line=1)
+    for key, value in data.items():
+        try:
+            saga = apply_overrides(saga, [f"{key}={json.dumps(value)}"])
+        except SagaDefinitionError as err:
+            line = _yaml.line_of(lines, str(key)) if lines else None
+            raise SagaDefinitionError(err.message, path=str(key), file=file, line=line) from None
     return saga
 
 
@@ -335,6 +385,13 @@ def _build_parser() -> argparse.ArgumentParser:
                 choices=("sagasim", "asl", "seata"),
                 help="the model's language (default: detected from its content)",
             )
+        sub.add_argument(
+            "--lookup",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="where else to find the sub-machines a definition calls by name (repeatable)",
+        )
         return sub
 
     def overrides(sub: argparse.ArgumentParser) -> None:
@@ -344,6 +401,11 @@ def _build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="PATH=VALUE",
             help="override a number of the model, e.g. process_payment.reject=0.1 (repeatable)",
+        )
+        sub.add_argument(
+            "--rates",
+            metavar="FILE",
+            help="a YAML file of PATH: VALUE overrides (measured rates), applied before --set",
         )
 
     def max_states(

@@ -200,12 +200,12 @@ class Builder:
         seen: set[str] = set()
         name: str | None = start
         while name is not None and name != END:
+            node = self.state(name, f"{self.flow.prefix}States.{name}")
+            if node.kind in ("fail", "trigger"):  # ends recovery, even where the saga fails too
+                return tuple(chain)
             if name in forward or name in seen:
                 return None
             seen.add(name)
-            node = self.state(name, f"{self.flow.prefix}States.{name}")
-            if node.kind in ("fail", "trigger"):
-                return tuple(chain)
             if node.kind in ("choice", "map", "saga") or (node.kind == "succeed" and not chain):
                 return None
             if node.kind == "succeed":
