@@ -170,6 +170,11 @@ class _Machines:
                     raise SagaDefinitionError(err.message, path=at) from None
 
             read = from_asl if found == "asl" else from_seata
+            self.assumed.append(
+                f"{os.path.basename(file)}: no latencies or failure rates in the file: every "
+                "action fails 0 and takes 0ms (set with --set NAME.failure=P, NAME.latency=..., "
+                "or --rates FILE)"
+            )
             return read(data, file=file, lines=lines, lookup=lookup, assumed=self.assumed)
         message = expected(_KINDS, data, "").message
         if data is None:
