@@ -211,6 +211,11 @@ class _Reader:
             fields["timeout_ms"] = milliseconds(
                 read_number(timeout, f"{path}.{key}", 0, "a number")
             )
+            if key == "HeartbeatSeconds":
+                self.assumed.append(
+                    f"{_model(name)}: HeartbeatSeconds read as its timeout (no heartbeats are "
+                    "modelled: the call times out when no answer comes in that time)"
+                )
         rules = state.get("Retry")
         if rules is not None:
             if isinstance(rules, list) and len(rules) > 1:

@@ -148,7 +148,7 @@ class _Machines:
     def __init__(self, folders: list[str], assumed: list[str]) -> None:
         self.folders = folders
         self.assumed = assumed
-        self.index: dict[str, list[str]] | None = None
+        self.index: dict[str, list[tuple[int, tuple[int, ...], str]]] | None = None
 
     def load(self, file: str, format: str | None, calling: tuple[str, ...]) -> Saga:
         data, lines = _parse(_yaml.read_text(file), file)
@@ -185,64 +185,74 @@ class _Machines:
         raise SagaDefinitionError(message, file=file, line=1)
 
     def sub_saga(self, name: str, at: str, calling: tuple[str, ...]) -> SubSaga:
-        files = self.machines().get(name, [])
+        found = self.machines().get(snake_case(name), [])
         where = " or ".join(dict.fromkeys(self.folders))
-        if not files:
+        if not found:
             raise SagaDefinitionError(
                 f"expected a state machine named {name!r} in {where}, got none (give its "
                 "folder with --lookup DIR)"
             )
-        if len(files) > 1:
+        # the nearest folder first; in it, the latest Version (as Seata's repository takes it)
+        nearest = min(folder for folder, _, _ in found)
+        mine = sorted((v, f) for folder, v, f in found if folder == nearest)
+        latest = [f for v, f in mine if v == mine[-1][0]]
+        if len(latest) > 1:
             raise SagaDefinitionError(
-                f"expected one state machine named {name!r}, got {len(files)}: "
-                f"{', '.join(files)} (keep one, or pick its folder with --lookup DIR)"
+                f"expected one state machine named {name!r}, got {len(latest)}: "
+                f"{', '.join(latest)} (keep one, give them different Versions, or pick the "
+                "folder with --lookup DIR)"
             )
+        file = latest[0]
         real = [os.path.realpath(f) for f in calling]
-        if os.path.realpath(files[0]) in real:
-            cycle = " → ".join([*calling[real.index(os.path.realpath(files[0])) :], files[0]])
+        if os.path.realpath(file) in real:
+            cycle = " → ".join([*calling[real.index(os.path.realpath(file)) :], file])
             raise SagaDefinitionError(
                 f"expected a sub-machine that does not call itself, got the cycle {cycle}"
             )
-        child = self.load(files[0], None, calling)
+        child = self.load(file, None, calling)
         return SubSaga(name=snake_case(name), model=f"{child.name}.yaml", saga=child)
 
-    def machines(self) -> dict[str, list[str]]:
-        """Every definition in the folders, by the name a caller gives it: a Seata machine's
-        ``Name``, a Step Functions file's name up to its first dot."""
+    def machines(self) -> dict[str, list[tuple[int, tuple[int, ...], str]]]:
+        """Every definition in the folders, by the name a caller gives it in snake_case (a
+        Seata machine's ``Name``, a Step Functions file's name up to its first dot), with the
+        folder's place and the ``Version``."""
         if self.index is None:
             self.index = {}
             seen: set[str] = set()
-            for folder in dict.fromkeys(self.folders):
+            for place, folder in enumerate(dict.fromkeys(self.folders)):
                 for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
                     file = os.path.join(folder, entry)
                     if not entry.endswith(".json") or os.path.realpath(file) in seen:
                         continue
                     seen.add(os.path.realpath(file))
-                    for name in _names_of(file):
-                        self.index.setdefault(name, []).append(file)
+                    for name, version in _names_of(file):
+                        self.index.setdefault(snake_case(name), []).append((place, version, file))
         return self.index
 
 
-def _names_of(file: str) -> list[str]:
+def _names_of(file: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The name (and Version) a file's machine is called by; none for other files."""
     try:
         with open(file, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):
         return []
-    stem = os.path.basename(file).split(".")[0]
     if not isinstance(data, dict):
         return []
     if is_designer(data):
         nodes = [n for n in data.get("nodes", []) if isinstance(n, dict)]
         start = [n for n in nodes if n.get("stateType") == "Start"]
         props = start[0].get("stateProps") if start else None
-        machine = props.get("StateMachine") if isinstance(props, dict) else None
-        title = machine.get("Name") if isinstance(machine, dict) else None
-        return [title] if isinstance(title, str) else []
-    found = detect_format(data)
-    if found == "seata":
-        return [data["Name"]] if isinstance(data.get("Name"), str) else []
-    return [stem] if found == "asl" else []
+        data = props.get("StateMachine") if isinstance(props, dict) else None
+        if not isinstance(data, dict):
+            return []
+    elif detect_format(data) == "asl":
+        return [(os.path.basename(file).split(".")[0], ())]
+    elif detect_format(data) != "seata":
+        return []
+    title, version = data.get("Name"), str(data.get("Version", ""))
+    numbers = tuple(int(n) for n in re.findall(r"\d+", version))
+    return [(title, numbers)] if isinstance(title, str) else []
 
 
 def to_yaml_with_comments(saga: Saga, source: str) -> str:

@@ -186,7 +186,9 @@ class _Reader:
             )
         item = replace(node, name=f"{node.name} item", path=f"{node.path}.item", catchers=[])
         item.next = None
-        body = Flow(f"{node.path}.Loop.", item.name, {item.name: item}, fenced=True)
+        body = Flow(
+            f"{node.path}.Loop.", item.name, {item.name: item}, fenced=True, explicit_undo=True
+        )
         return Node(
             node.name,
             node.path,
@@ -195,6 +197,7 @@ class _Reader:
             catchers=node.catchers,
             body=body,
             concurrency=parallel,
+            undo=node.undo,  # the item's: so the state undoing it counts as reached
         )
 
 

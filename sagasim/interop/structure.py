@@ -403,7 +403,7 @@ class Builder:
             total = sum(b.probability or 0.0 for b in branches)
             last = branches[-1]
             branches[-1] = replace(last, probability=(last.probability or 0.0) + 1.0 - total)
-        if count > 1 and (open_ or (node.default is not None and node.default_probability is None)):
+        if count > 1 and open_:  # the default takes what the rules leave: not assumed
             shares = "/".join(_round(share if b.default else b.probability) for b in branches)
             whens = " | ".join(b.when for b in branches)
             self.assumed.append(
