@@ -278,3 +278,33 @@ def test_seata_status_async_and_recover_strategy_are_listed() -> None:
                 "States": {"C": {"Type": "ServiceTask"}},
             }
         )
+
+
+def test_a_notification_ending_one_recovery_undoes_nothing() -> None:
+    saga, assumed = asl(
+        {
+            "Validate": {
+                "Type": "Task",
+                "Resource": "x",
+                "Next": "Charge",
+                "Catch": [{"ErrorEquals": ["Invalid"], "Next": "Failed"}],
+            },
+            "Charge": {
+                "Type": "Task",
+                "Resource": "x",
+                "End": True,
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "NotifyOps"}],
+            },
+            "NotifyOps": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sns:publish",
+                "Next": "Failed",
+            },
+            "Failed": {"Type": "Fail"},
+        },
+        "Validate",
+    )
+    assert shape(saga.steps) == ["validate", "charge"]
+    assert any(
+        line.startswith("notify_ops: runs after recovery and undoes no step") for line in assumed
+    )

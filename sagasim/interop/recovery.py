@@ -21,12 +21,16 @@ from .flow import END, Chain, Flow, Node, Unit
 if TYPE_CHECKING:
     from .structure import Builder
 
-__all__ = ["UNDO_WORDS", "Recovery", "rebuild_here"]
+__all__ = ["NOTE_WORDS", "UNDO_WORDS", "Recovery", "rebuild_here"]
 
 #: Words that start the name of a state undoing another (``CancelFlight``, ``RefundPayment``).
 UNDO_WORDS = re.compile(
     r"^(cancel|refund|undo|revert|rollback|roll_back|compensate|compensation|release|restore|"
     r"delete|remove|void|reverse|unreserve|unlock|abort)",
+)
+#: Words that start the name of a state telling someone about a failure, which undoes nothing.
+NOTE_WORDS = re.compile(
+    r"^(notify|notification|send|sending|publish|email|sms|alert|log|report|emit|post|page)",
 )
 
 
@@ -79,21 +83,22 @@ class Recovery:
 
     def infer(self) -> None:
         b = self.b
-        units = [u for u in b.units.values() if u.flow is b.flow]
-        chains = [u.chain for u in units if u.chain is not None]
-        epilogue = self.epilogue(chains)
-        first = next((u for u in units if u.chain is not None), None)
+        units = [u for u in b.units.values() if u.flow is b.flow and u.chain is not None]
+        notes: dict[str, Node] = {}
+        chains = {u.node.path: self.trim(u.chain or (), notes) for u in units}
+        epilogue = self.epilogue(list(chains.values()))
+        notes.update((state.path, state) for state in epilogue)
+        first = units[0] if units else None
         # the saga pattern: the first failure that runs anything has nothing before it to undo
         own_style = (
             first is not None
-            and len(first.chain or ()) > len(epilogue)
+            and len(chains[first.node.path]) > len(epilogue)
             and not any(b.units[k].undoable for k in first.before)
         )
         known: set[str] = set()
         for unit in units:
-            if unit.chain is None:
-                continue
-            chain = unit.chain[: len(unit.chain) - len(epilogue)]
+            chain = chains[unit.node.path]
+            chain = chain[: len(chain) - len(epilogue)]
             waiting = [
                 k for k in reversed(unit.before) if b.units[k].undoable and k not in self.undo
             ]
@@ -114,11 +119,21 @@ class Recovery:
                         path=f"{unit.node.path}.Catch",
                     )
                 known.add(state.path)
-        for state in epilogue:
+        for state in notes.values():
             b.assumed.append(
                 f"{snake_case(state.name)}: runs after recovery and undoes no step (a "
                 "notification or handler): not a step of the saga, its latency is not counted"
             )
+
+    @staticmethod
+    def trim(chain: Chain, notes: dict[str, Node]) -> Chain:
+        """``chain`` less the states at its end named like a notification (``NotifyFailure``,
+        ``SendingSMSFailure``), which are collected in ``notes``."""
+        end = len(chain)
+        while end and NOTE_WORDS.match(snake_case(chain[end - 1].name)):
+            end -= 1
+            notes[chain[end].path] = chain[end]
+        return chain[:end]
 
     def epilogue(self, chains: list[Chain]) -> Chain:
         """The states every chain ends with that undo nothing: the common tail, less the undo
