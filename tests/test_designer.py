@@ -14,6 +14,7 @@ import pytest
 from sagasim.exceptions import SagaDefinitionError
 from sagasim.interop.designer import is_designer, to_engine
 from sagasim.interop.seata import from_seata
+from sagasim.model import Branch, Choice, Compensation, Fail, Step
 
 DESIGNER = Path(__file__).parent / "data/real/seata/designer_simple_statelang_with_script.json"
 SHARED = Path("/work/shared/real-definitions/seata")  # where the real files were taken from
@@ -175,8 +176,22 @@ def test_compensation_catch_and_choice_edges() -> None:
         "Choices": [{"Expression": "[ok]", "Next": "Done"}],
         "Default": "Failed",
     }
-    saga = from_seata(machine)  # what the designer drew is a saga sagasim reads
-    assert [getattr(step, "name", None) for step in saga.steps] == ["pay"]
+    assumed: list[str] = []
+    saga = from_seata(machine, assumed=assumed)  # what the designer drew is a saga sagasim reads
+    refund = Compensation(name="refund", service="bank")
+    assert saga.steps == (
+        Step(name="pay", service="bank", compensation=refund),
+        Choice(  # the Succeed it leads to ends the flow anyway: no succeed entry
+            name="check",
+            branches=(
+                Branch(when="[ok]", probability=0.5),
+                Branch(when="otherwise", steps=(Fail(name="failed"),), default=True),
+            ),
+        ),
+    )
+    assert assumed == [
+        "check: branches 0.5/0.5 ([ok] | otherwise): assumed equal, set with --set check.0=P"
+    ]
 
 
 def test_labels_props_and_edges_without_props_as_seata_has_them() -> None:
