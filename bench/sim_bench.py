@@ -8,16 +8,25 @@ example. The reference is written plainly in this file: one SimPy process per in
 group, the compensations in reverse order, a ``simpy.Resource`` for services with a capacity,
 outages, and the same batched numpy draws as the simulator. It keeps no participants'
 bookkeeping, no trace and no per-instance record beyond outcome counts, so the ratio is what the
-compiled machine, the participants and the records cost. Both run in this process in ``PAIRS``
-adjacent pairs; the ratio is the median of the pairs' ratios, which load drifting on a shared
-machine hardly moves (the rates shown are the best of each).
+compiled machine, the participants and the records cost.
+
+The second reference, ``bench/handwritten.py``, is what a user would write without sagasim:
+``random`` (no numpy), one generator per saga instance, the saga's numbers typed in. The ratio
+against it is the one a user sees. Before timing anything, the bench asserts that sagasim and
+the hand-written model agree: the committed and compensated rates and the mean latency, each
+within a 99.9 % interval of their difference (instances taken as independent).
+
+All three run in this process in ``PAIRS`` adjacent rounds; each ratio is the median of the
+rounds' ratios, which load drifting on a shared machine hardly moves (the rates shown are the
+best of each).
 
 Also reported: the speed-up of ``workers=2`` over ``workers=1`` on independent instances (with
 arrivals a run is one chunk), and peak memory for 1,000,000 instances, measured in a fresh
 process as its maximum resident set size (interpreter, numpy, scipy and SimPy included), next to
 the bytes the per-instance arrays of the results take.
 
-Run: ``.venv/bin/python bench/sim_bench.py [--runs N] [--memory-runs N]``.
+Run: ``.venv/bin/python bench/sim_bench.py [--runs N] [--workers-runs N] [--memory-runs N]``
+(200,000 runs, the default, take about five minutes on two cores).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import handwritten  # bench/handwritten.py: this script's folder is on sys.path
 import numpy as np
 import simpy
 
@@ -62,6 +72,7 @@ TARGET_RATIO = 0.8
 REPEATS = 3
 PAIRS = 7
 BLOCK = 2048
+Z999 = 3.2905  # two-sided 99.9 % normal quantile
 
 
 def design_example() -> Saga:
@@ -277,9 +288,11 @@ def best_rate(run: Callable[[int], object], runs: int) -> float:
     return runs / best
 
 
-def speed(saga: Saga, runs: int) -> tuple[float, float, float]:
-    """(best bare instances/s, best simulate instances/s, median ratio of adjacent pairs)."""
-    bare, sim = [], []
+def speed(saga: Saga, label: str, runs: int) -> dict[str, float]:
+    """Best instances/s of each (bare SimPy, simulate, hand-written) and the median ratios of
+    simulate to each reference over ``PAIRS`` adjacent rounds."""
+    under_load = label == "under load"
+    bare, sim, hand = [], [], []
     for _ in range(PAIRS):
         start = time.perf_counter()
         Bare(saga, np.random.default_rng(1)).run(runs)
@@ -287,7 +300,40 @@ def speed(saga: Saga, runs: int) -> tuple[float, float, float]:
         start = time.perf_counter()
         simulate(saga, runs=runs, seed=1)
         sim.append(runs / (time.perf_counter() - start))
-    return max(bare), max(sim), statistics.median(s / b for s, b in zip(sim, bare))
+        start = time.perf_counter()
+        handwritten.run(runs, under_load=under_load, seed=1)
+        hand.append(runs / (time.perf_counter() - start))
+    return {
+        "bare": max(bare),
+        "sim": max(sim),
+        "hand": max(hand),
+        "vs bare": statistics.median(s / b for s, b in zip(sim, bare)),
+        "vs hand": statistics.median(s / h for s, h in zip(sim, hand)),
+    }
+
+
+def agreement(saga: Saga, label: str, runs: int) -> list[str]:
+    """Compare sagasim's statistics with the hand-written model's on ``runs`` instances each:
+    one line per figure, and an AssertionError if one lies outside its 99.9 % interval."""
+    ours = simulate(saga, runs=runs, seed=2)
+    theirs = handwritten.run(runs, under_load=label == "under load", seed=2)
+    lines, outside = [], []
+    for outcome in ("committed", "compensated"):
+        p, q = ours.outcomes[outcome] / runs, theirs.outcomes[outcome] / runs
+        pooled = (p + q) / 2
+        half = Z999 * math.sqrt(2 * pooled * (1 - pooled) / runs)
+        lines.append(f"{outcome} {p:.4f} vs {q:.4f} (|diff| {abs(p - q):.4f} <= {half:.4f})")
+        if abs(p - q) > half:
+            outside.append(outcome)
+    ms = np.asarray(theirs.latencies)
+    a, b = float(ours.latency_ms.mean()), float(ms.mean())
+    half = Z999 * math.sqrt((ours.latency_ms.var(ddof=1) + ms.var(ddof=1)) / runs)
+    lines.append(f"mean latency {a:.1f} vs {b:.1f} ms (|diff| {abs(a - b):.1f} <= {half:.1f})")
+    if abs(a - b) > half:
+        outside.append("mean latency")
+    disagree = f"{saga.name} ({label}): sagasim and the hand-written model disagree on"
+    assert not outside, f"{disagree} {', '.join(outside)}: " + "; ".join(lines)
+    return lines
 
 
 def peak_memory_mb(label: str, runs: int) -> float:
@@ -310,20 +356,28 @@ def peak_memory_mb(label: str, runs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=200_000)
+    parser.add_argument("--workers-runs", type=int, default=80_000)
     parser.add_argument("--memory-runs", type=int, default=1_000_000)
     args = parser.parse_args()
     cases = benchmark_sagas()
-    print(f"{args.runs:,} instances a measurement, {PAIRS} pairs, load {os.getloadavg()[0]:.1f}")
+    print(f"{args.runs:,} instances a measurement, {PAIRS} rounds, load {os.getloadavg()[0]:.1f}")
     for label, saga in cases.items():
-        bare, sim, ratio = speed(saga, args.runs)
-        verdict = "ok" if ratio >= TARGET_RATIO else "BELOW TARGET"
+        lines = agreement(saga, label, args.runs)
+        print(f"  {saga.name} ({label}), sagasim vs hand-written: " + "; ".join(lines))
+    for label, saga in cases.items():
+        r = speed(saga, label, args.runs)
+        verdict = "ok" if r["vs bare"] >= TARGET_RATIO else "BELOW TARGET"
         print(
-            f"  {saga.name} ({label}): bare SimPy {bare:,.0f}/s, simulate {sim:,.0f}/s,"
-            f" median ratio {ratio:.2f} (target >= {TARGET_RATIO}: {verdict})"
+            f"  {saga.name} ({label}): bare SimPy {r['bare']:,.0f}/s, simulate {r['sim']:,.0f}/s,"
+            f" median ratio {r['vs bare']:.2f} (target >= {TARGET_RATIO}: {verdict})"
+        )
+        print(
+            f"    hand-written SimPy (bench/handwritten.py) {r['hand']:,.0f}/s:"
+            f" simulate / hand-written, median ratio {r['vs hand']:.2f}"
         )
     independent = cases["independent"]
-    runs = 4 * args.runs
+    runs = args.workers_runs
     simulate(independent, runs=20_000, workers=2)  # warm-up: fork, imports, compile
     one = best_rate(lambda n: simulate(independent, runs=n, seed=1, workers=1), runs)
     two = best_rate(lambda n: simulate(independent, runs=n, seed=1, workers=2), runs)
