@@ -32,6 +32,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -135,23 +136,54 @@ def explore(
     space = StateSpace(saga=saga, machine=machine, participants=people)
     memo = _Memo(saga, machine, people, timed)
     initial = machine.initial
-    # While exploring, state i is the pair (controls[i], ledgers[i]) of interned ids, and
-    # memo.states[control] maps a ledger id to the state it makes with that control.
-    controls = [memo.control(initial, tuple(1 for _ in machine.states[initial].running))]
-    ledgers = [memo.ledger(people.initial if people else ())]
-    memo.states[controls[0]][ledgers[0]] = 0
-    parent, via, edges = space.parent, space.via, space.edges
-    parent.append(-1)
-    via.append("")
+    control = memo.control(initial, tuple(1 for _ in machine.states[initial].running))
+    ledger = memo.ledger(people.initial if people else ())
 
-    def too_many(explored: int) -> StateSpaceLimitError:
+    def too_many(explored: int, transitions: int) -> StateSpaceLimitError:
         return StateSpaceLimitError(
             f"{saga.name}: more than {max_states:,} states after exploring "
-            f"{explored:,} of them ({len(edges):,} transitions so far); "
+            f"{explored:,} of them ({transitions:,} transitions so far); "
             "fewer retries, shorter parallel branches or idempotent/rejects_late "
             "timeouts shrink it, or raise --max-states"
         )
 
+    # Millions of small acyclic tuples: the cyclic collector would only walk them again and
+    # again while they are made.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        controls, ledgers = _search(memo, space, (control, ledger), max_states, too_many)
+        named, values = memo.controls, memo.ledgers
+        sids, attempts = [c[0] for c in named], [c[1] for c in named]
+        space.nodes = list(
+            zip(
+                map(sids.__getitem__, controls),
+                map(attempts.__getitem__, controls),
+                map(values.__getitem__, ledgers),
+            )
+        )
+    finally:
+        if collecting:
+            gc.enable()
+    return space
+
+
+def _search(
+    memo: _Memo,
+    space: StateSpace,
+    start: tuple[int, int],
+    max_states: int,
+    too_many: Callable[[int, int], StateSpaceLimitError],
+) -> tuple[list[int], list[int]]:
+    """The breadth-first search from ``start`` (control, ledger): fills ``space``'s parents,
+    vias, edges and ends, and returns every state's control and ledger id, by state id."""
+    # While exploring, state i is the pair (controls[i], ledgers[i]) of interned ids, and
+    # memo.states[control] maps a ledger id to the state it makes with that control.
+    controls, ledgers = [start[0]], [start[1]]
+    memo.states[start[0]][start[1]] = 0
+    parent, via, edges = space.parent, space.via, space.edges
+    parent.append(-1)
+    via.append("")
     control_moves, late_moves, running_of = memo.control_moves, memo.late_moves, memo.running
     # The lists grow while the loop reads them: they are the BFS queue.
     for frontier, (control, ledger) in enumerate(zip(controls, ledgers)):
@@ -169,7 +201,7 @@ def explore(
             if j is None:
                 j = states[target_ledger] = len(controls)
                 if j >= max_states:
-                    raise too_many(frontier)
+                    raise too_many(frontier, len(edges))
                 controls.append(target)
                 ledgers.append(target_ledger)
                 parent.append(frontier)
@@ -184,15 +216,13 @@ def explore(
                 if j is None:
                     j = states[target_ledger] = len(controls)
                     if j >= max_states:
-                        raise too_many(frontier)
+                        raise too_many(frontier, len(edges))
                     controls.append(control)
                     ledgers.append(target_ledger)
                     parent.append(frontier)
                     via.append(event)
                 edges.append((frontier, j, action, kind))
-    named, values = memo.controls, memo.ledgers
-    space.nodes = [named[c] + (values[v],) for c, v in zip(controls, ledgers)]
-    return space
+    return controls, ledgers
 
 
 def _saturation(retry: Retry) -> int:
