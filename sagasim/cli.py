@@ -253,19 +253,28 @@ def _detected(model: str, detect: Any) -> str:
 
 def _export(args: argparse.Namespace) -> int:
     from .exceptions import SagaDefinitionError
-    from .interop import to_asl
+    from .interop import to_asl, to_asl_files
 
     saga = _load(args)
     try:
-        text = json.dumps(to_asl(saga), indent=2) + "\n"
+        if args.output is None:
+            print(json.dumps(to_asl(saga), indent=2))
+            return 0
+        out = _output_path(args.output, args.model)
+        stem = out.name.split(".")[0]
+        files = to_asl_files(saga, stem)
     except SagaDefinitionError as err:
         raise SagaDefinitionError(err.message, path=err.path, file=args.model) from None
-    if args.output is None:
-        print(text, end="")
-        return 0
-    out = _output_path(args.output, args.model)
-    out.write_text(text)
-    print(f"wrote {out}")
+    # the top definition where asked (overwritten, as ever); each sub-saga's machine beside it,
+    # named as the importer looks it up, never over an existing file without --force
+    paths = [out] + [out.parent / name for name in list(files)[1:]]
+    for path in paths[1:]:
+        _output_path(str(path), args.model)
+        if path.exists() and not args.force:
+            raise UsageError(f"{path}: exists; pass --force to overwrite it")
+    for path, definition in zip(paths, files.values(), strict=True):
+        path.write_text(json.dumps(definition, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
 
 
@@ -532,5 +541,13 @@ def _build_parser() -> argparse.ArgumentParser:
         default="asl",
         help="asl: AWS Step Functions (the default)",
     )
-    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+    exp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write here (default: stdout); each sub-saga's machine goes beside it (NAME.asl.json)",
+    )
+    exp.add_argument(
+        "--force", action="store_true", help="overwrite the sub-sagas' files if they exist"
+    )
     return parser

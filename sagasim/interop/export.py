@@ -14,7 +14,22 @@ from typing import Any, TypeVar, cast
 
 from ..exceptions import SagaDefinitionError
 from ..model.latency import Constant
-from ..model.saga import Action, Compensation, Entry, Parallel, Retry, Saga, Step, line_of
+from ..model.saga import (
+    Action,
+    Branch,
+    Broker,
+    Choice,
+    Compensation,
+    Entry,
+    Map,
+    Parallel,
+    Retry,
+    Saga,
+    Step,
+    SubSaga,
+    Succeed,
+    line_of,
+)
 from .common import MAX_ATTEMPTS, snake_case
 
 #: What exported ``Task`` states invoke: the Lambda function named after the action.
@@ -184,7 +199,10 @@ def to_asl(saga: Saga) -> dict[str, Any]:
     ``Parallel`` states; kinds go in ``Comment``. A compensation no failure can reach (that of a
     step after the pivot, or of the last step) has no place in the chain: its step's ``Comment``
     says it was left out. Latencies, rates, services, ``idempotent`` and ``rejects_late`` have
-    no place in ASL. Choreography and ``compensation_order: parallel`` cannot be written.
+    no place in ASL. Choreography and ``compensation_order: parallel`` cannot be written. The
+    graph model (choices, ``fail``, ``succeed``, ``goto``, maps, sub-sagas, self-compensation)
+    is written by :func:`~sagasim.interop.export_graph.graph_asl`, whose module says how;
+    :func:`~sagasim.interop.export_graph.to_asl_files` adds the sub-sagas' own definitions.
 
     Examples
     --------
@@ -200,11 +218,9 @@ def to_asl(saga: Saga) -> dict[str, Any]:
         message = "expected reverse, got parallel (a Catch chain undoes one step after another)"
         raise SagaDefinitionError(message, path="compensation_order")
     if saga.is_graph:
-        message = (
-            "expected steps and parallel groups of steps, got the graph model (choices, ends, "
-            "jumps, maps, sub-sagas or self-compensation), which export does not write yet"
-        )
-        raise SagaDefinitionError(message, path="steps")
+        from .export_graph import graph_asl  # it builds on this module's helpers
+
+        return graph_asl(saga)
     writer = _Writer(saga)
     fail, succeed = writer.unique("Compensated"), writer.unique("Committed")
     pivot = saga.pivot_index
@@ -281,6 +297,19 @@ def structural(saga: Saga) -> Saga:
     of the steps after it, and of the last entry of a saga without one), unless the step is in a
     parallel group before the pivot and a later step of its branch can fail.
 
+    In the graph model the same holds per scope (the saga, a parallel branch, a map body) along
+    each way: a compensation is kept when a unit after it on its way (up to the pivot) is
+    caught, when its step undoes itself (``compensate_on_failure``), or when the group or map
+    around it is undone by a later failure. Choice probabilities are kept (a rule's
+    ``Comment``); the default branch becomes the last one, its ``when`` ``otherwise`` (it has no
+    condition); branches going to the same state are one (conditions or'ed, probabilities
+    added). Where the ways of a choice meet again is where a reader finds it: when all
+    branches but one end, that one's steps come after the choice (the others fail or jump) or
+    the rest of the list goes into it (one ends the saga with ``succeed``); a ``succeed`` where
+    the saga ends anyway is dropped. Map items and concurrency, ``max_visits``, fails and
+    gotos are kept; a sub-saga holds the structure of its child, read from the file named
+    after it (``model``: the child's name + ``.yaml``).
+
     Examples
     --------
     >>> from sagasim.io.dsl import retry, saga, step
@@ -288,6 +317,8 @@ def structural(saga: Saga) -> Saga:
     >>> s.steps[0].failure, s.steps[0].retry.delay_ms
     (0.0, 1000.0)
     """
+    if saga.is_graph:
+        return _graph_structural(saga)
     pivot = saga.pivot_index
     last = len(saga.steps) - 1 if pivot is None else pivot
 
@@ -309,3 +340,104 @@ def structural(saga: Saga) -> Saga:
         )
         entries.append(Parallel(branches=branches))
     return replace(saga, steps=tuple(entries), services=(), arrivals=None)
+
+
+def _graph_structural(saga: Saga) -> Saga:
+    """:func:`structural` of a graph saga: what
+    :func:`~sagasim.interop.export_graph.graph_asl` writes of it."""
+    from .export_graph import Graph  # it builds on this module
+
+    graph = Graph(saga)
+    graph.write()
+
+    def carried(step: Step) -> Step:
+        keep = step.name in graph.kept and step.compensation is not None
+        comp = _carried(step.compensation) if keep and step.compensation else None
+        own = step.compensate_on_failure and step.name in graph.own
+        return replace(_carried(step), compensation=comp, compensate_on_failure=own)
+
+    def entries(block: tuple[Entry, ...], tail: bool) -> tuple[Entry, ...]:
+        out: list[Entry] = []
+        todo, i = list(block), -1
+        while i + 1 < len(todo):
+            i += 1
+            entry = todo[i]
+            targets: list[str] = []
+            if isinstance(entry, Choice):
+                targets = graph.targets[id(entry)]
+                entry, hoisted, nested = _hoist(entry, todo[i + 1 :])
+                todo[i + 1 :] = [] if nested else [*hoisted, *todo[i + 1 :]]
+            last = tail and i == len(todo) - 1
+            if isinstance(entry, Step):
+                out.append(carried(entry))
+            elif isinstance(entry, Choice):
+                out.append(choice(entry, targets, last))
+            elif isinstance(entry, Succeed) and last:
+                continue  # the end of the saga anyway: a Succeed there says nothing more
+            elif isinstance(entry, Parallel):
+                out.append(
+                    replace(entry, branches=tuple(entries(b, False) for b in entry.branches))
+                )
+            elif isinstance(entry, Map):
+                out.append(replace(entry, steps=entries(entry.steps, False)))
+            elif isinstance(entry, SubSaga):
+                child = replace(
+                    structural(entry.saga),
+                    coordination="orchestration",
+                    compensation_order="reverse",
+                    broker=Broker(),
+                )
+                keep = entry.name in graph.kept and entry.compensation is not None
+                comp = _carried(entry.compensation) if keep and entry.compensation else None
+                model = f"{entry.saga.name}.yaml"
+                out.append(replace(entry, model=model, saga=child, compensation=comp))
+            else:
+                out.append(entry)
+        return tuple(out)
+
+    def choice(c: Choice, targets: list[str], tail: bool) -> Choice:
+        ways = sorted(zip(c.branches, targets, strict=True), key=lambda bt: bt[0].default)
+        rules: dict[str, Branch] = {}
+        default: Branch | None = None
+        for way, target in ways:
+            steps = entries(way.steps, tail)
+            if way.default:
+                folded = [r.when for t, r in rules.items() if t == target]
+                rules.pop(target, None)
+                when = " or ".join([*folded, "otherwise"])
+                default = Branch(when=when, steps=steps, default=True)
+            elif target in rules:
+                first = rules[target]
+                p = (first.probability or 0.0) + (way.probability or 0.0)
+                rules[target] = replace(first, when=f"{first.when} or {way.when}", probability=p)
+            else:
+                rules[target] = Branch(when=way.when, steps=steps, probability=way.probability)
+        return replace(c, branches=(*rules.values(), *([default] if default else [])))
+
+    return replace(saga, steps=entries(saga.steps, True), services=(), arrivals=None)
+
+
+def _hoist(choice: Choice, rest: list[Entry]) -> tuple[Choice, tuple[Entry, ...], bool]:
+    """Where the ways of a choice meet again, as a reader of the definition finds it, when all
+    its branches but one never reach their end: with the others failing or jumping, that
+    one's steps come after the choice (returned); with one ending the saga (``succeed``), the
+    ``rest`` of the list goes into that one (True)."""
+    from .export_graph import closed
+
+    open_ = [b for b, way in enumerate(choice.branches) if not closed(way.steps)]
+    if len(open_) != 1:
+        return choice, (), False
+    ways, way = list(choice.branches), choice.branches[open_[0]]
+    if any(_escapes(w.steps) for w in choice.branches):
+        ways[open_[0]] = replace(way, steps=way.steps + tuple(rest))
+        return replace(choice, branches=tuple(ways)), (), True
+    ways[open_[0]] = replace(way, steps=())
+    return replace(choice, branches=tuple(ways)), way.steps, False
+
+
+def _escapes(steps: tuple[Entry, ...]) -> bool:
+    """Whether a branch can end the saga: a ``succeed`` at its end (or in a choice there)."""
+    last = steps[-1] if steps else None
+    if isinstance(last, Choice):
+        return any(_escapes(way.steps) for way in last.branches)
+    return isinstance(last, Succeed)
