@@ -185,5 +185,21 @@ def test_help_loads_no_numeric_stack() -> None:
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+@pytest.mark.parametrize("model", ["order_fulfillment", "order_fulfillment_under_load"])
+def test_simulate_loads_only_what_it_runs_on(model: str) -> None:
+    # a plain simulate, report included, needs numpy and SimPy: no scipy, plotting or graphs
+    code = (
+        "import contextlib, io\n"
+        "from sagasim.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main(['simulate', 'models/{model}.yaml', '--runs', '1'])\n"
+        f"    main(['simulate', 'models/{model}.yaml', '--runs', '1', '--json'])\n"
+    )
+    loaded = _loaded_after(code)
+    assert {"numpy", "simpy"} <= loaded
+    unneeded = {"scipy", "matplotlib", "pandas", "networkx", "graphviz"}
+    assert not loaded & unneeded, loaded & unneeded
+
+
 def test_the_probe_sees_a_heavy_import() -> None:
     assert "numpy" in _loaded_after("import sagasim\nsagasim.simulate")

@@ -14,7 +14,7 @@ from sagasim import io
 from sagasim.machine import ANOMALIES
 from sagasim.model import Arrivals, Compensation, Constant, Retry, Saga, Step
 from sagasim.sim import Results, simulate
-from sagasim.sim.results import merge
+from sagasim.sim.results import _wilson, merge
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -49,6 +49,24 @@ def test_outcomes_have_every_end_state_and_sum_to_runs(timed: Results) -> None:
     assert list(timed.outcomes) == ["committed", "compensated", "leaked", "stuck"]
     assert sum(timed.outcomes.values()) == timed.runs == 5_000
     assert timed.outcomes["leaked"] == timed.outcomes["stuck"] == 0
+
+
+@pytest.mark.parametrize("confidence", [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 0.9999])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 50, 1_000, 200_000, 10**7])
+def test_wilson_intervals_match_scipy(n: int, confidence: float) -> None:
+    # sagasim computes the interval itself, so that a simulation never loads scipy
+    for k in sorted({0, 1, n // 3, n // 2, n - 1, n} & set(range(n + 1))):
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+        rate = _wilson(k, n, confidence)
+        assert rate.value == k / n
+        assert rate.low == pytest.approx(ci.low, rel=1e-12, abs=1e-15), (k, n)
+        assert rate.high == pytest.approx(ci.high, rel=1e-12, abs=1e-15), (k, n)
+
+
+def test_a_certain_interval_is_everything_and_a_bad_level_an_error() -> None:
+    assert _wilson(3, 10, 1.0) == (0.3, 0.0, 1.0)
+    with pytest.raises(ValueError, match="confidence level"):
+        _wilson(3, 10, 1.5)
 
 
 def test_rates_are_wilson_intervals_from_scipy(timed: Results) -> None:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import networkx as nx
-
 from ..exceptions import SagaDefinitionError
 from ..model.saga import (
     Branch,
@@ -152,6 +150,8 @@ class Builder:
 
     def check_way_out(self) -> None:
         """Every state reached can still come to an end: a loop with no way out is refused."""
+        import networkx as nx  # here, not at the top: every load imports this module
+
         graph = nx.DiGraph()
         for node in self.flow.states.values():
             graph.add_node(node.name)
@@ -290,6 +290,8 @@ class Builder:
     def flow_graph(self) -> tuple[dict[str, str], dict[str, str]]:
         """Each choice's rejoining state: its immediate post-dominator among the ways that end
         well, or (for choices all of whose ways fail) among all ways."""
+        import networkx as nx
+
         well, every = nx.DiGraph(), nx.DiGraph()
         for node in self.flow.states.values():
             for target in self.ways(node):

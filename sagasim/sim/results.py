@@ -3,7 +3,7 @@
 A :class:`Results` holds one compact numpy array per measured quantity, one entry per saga
 instance (about 28 bytes an instance), so a million instances fit in well under 100 MB. Every
 figure the command line, a notebook or a sweep shows is computed from those arrays on demand:
-outcome counts, rates with Wilson intervals (from :func:`scipy.stats.binomtest`), latency
+outcome counts, rates with Wilson intervals (as :func:`scipy.stats.binomtest` gives), latency
 percentiles, inconsistency windows, service utilisation, anomalies. :meth:`Results.to_dict` is
 the stable JSON shape of DESIGN.md ("Outputs").
 
@@ -30,10 +30,10 @@ import os
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from ..machine.orchestration import OUTCOMES
 from ..machine.participants import ANOMALIES
@@ -118,8 +118,17 @@ def empty_columns(n: int) -> dict[str, array[Any]]:
 
 
 def _wilson(k: int, n: int, confidence: float) -> Rate:
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return Rate(k / n, float(ci.low), float(ci.high))
+    """``k`` of ``n`` with the interval ``scipy.stats.binomtest(k, n).proportion_ci`` gives
+    (``method="wilson"``, Newcombe 1998), computed here: simulating never loads scipy."""
+    if not 0 <= confidence <= 1:
+        raise ValueError(f"expected a confidence level in [0, 1], got {confidence!r}")
+    p = k / n
+    if confidence == 1:
+        return Rate(p, 0.0, 1.0)
+    z = NormalDist().inv_cdf(0.5 + 0.5 * confidence)
+    denom = 2 * (n + z**2)
+    center, delta = (2 * n * p + z**2) / denom, z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
+    return Rate(p, 0.0 if k == 0 else center - delta, 1.0 if k == n else center + delta)
 
 
 def _round(value: float, digits: int) -> float | None:
@@ -171,6 +180,8 @@ class Results:
     #: What a trace file draws around the actions: sub-sagas and maps, and the choices.
     containers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     decisions: frozenset[str] = frozenset()
+    #: Which engine ran: ``"simpy"`` (the reference) or ``"fast"`` (:mod:`sagasim.sim.fast`).
+    engine: str = "simpy"
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
@@ -399,6 +410,9 @@ class Results:
             "compensations_per_instance": _rounded(self.per_instance("compensations")),
             "messages_per_instance": _rounded(self.per_instance("messages")),
         } | ({"fails": self.fails} if self.fail_names else {})
+        if self.engine != "simpy":  # SimPy's JSON stays as it was, byte for byte
+            data["engine"] = self.engine
+        return data
 
     def _rate_dict(self, name: str) -> dict[str, Any]:
         r = self.rate(name)
@@ -409,6 +423,8 @@ class Results:
 
     def _rows(self) -> list[tuple[str, str]]:
         rows = [("runs", f"{self.runs:,} (seed {self.seed})")]
+        if self.engine != "simpy":
+            rows.append(("engine", self.engine))
         for name, count in self.outcomes.items():
             r = self.rate(name)
             rows.append((name, f"{count:,}  {r.value:.4%}  [{r.low:.4%}, {r.high:.4%}]"))
@@ -526,6 +542,7 @@ def merge(parts: Sequence[Results]) -> Results:
         fail_names=first.fail_names,
         containers=first.containers,
         decisions=first.decisions,
+        engine=first.engine,
     )
 
 
@@ -543,9 +560,11 @@ def assemble(
     fail_names: tuple[str, ...] = (),
     containers: dict[str, tuple[str, ...]] | None = None,
     decisions: frozenset[str] = frozenset(),
+    engine: str = "simpy",
 ) -> Results:
     """The :class:`Results` of one chunk from its column buffers and its traced instances
-    ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances."""
+    ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances;
+    ``engine``: which engine ran it."""
     shared = horizon_ms is not None
     traces = [
         InstanceTrace(
@@ -572,4 +591,5 @@ def assemble(
         fail_names=fail_names,
         containers=containers or {},
         decisions=decisions,
+        engine=engine,
     )
