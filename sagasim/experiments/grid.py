@@ -30,7 +30,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from itertools import product
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -322,12 +322,14 @@ def sweep(
     seed: int = 0,
     workers: int = 1,
     exact: bool = True,
+    engine: Literal["auto", "simpy", "fast"] = "auto",
 ) -> SweepResult:
     """Simulate ``saga`` at every point of the grid ``vary`` spans (one or two ``--set`` paths,
     each with its values) and, if ``exact``, analyse each point. Every point's model is checked
     before anything runs. ``workers`` processes share the simulations, points and chunks alike;
     the numbers do not depend on it. Exact values are None, and ``notes`` say why, where the
-    analysis fails, is approximate or does not model the saga (outages, queueing).
+    analysis fails, is approximate or does not model the saga (outages, queueing). ``engine``
+    is :func:`~sagasim.sim.simulate`'s, at every point.
 
     Examples
     --------
@@ -365,12 +367,17 @@ def sweep(
         return [result for result, _ in found]
 
     if workers == 1 or len(grid) < workers:  # few points: each point's chunks share the workers
-        jobs = [partial(simulate, s, runs, k, workers=workers) for s, k in zip(sagas, seeds)]
+        jobs = [
+            partial(simulate, s, runs, k, workers=workers, engine=engine)
+            for s, k in zip(sagas, seeds)
+        ]
         results = [named(i, job) for i, job in enumerate(jobs)]
         exacts = analyses()
     else:  # many points: a point a worker, analysed meanwhile
         with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(simulate, s, runs, k) for s, k in zip(sagas, seeds)]
+            futures = [
+                pool.submit(simulate, s, runs, k, engine=engine) for s, k in zip(sagas, seeds)
+            ]
             exacts = analyses()
             results = [named(i, future.result) for i, future in enumerate(futures)]
     one = len(parameters) == 1 and any(exacts)

@@ -3,7 +3,10 @@
 Without ``saga.arrivals`` each instance runs on an idle system with its own clock, in chunks of
 ``chunk_size`` seeded from ``SeedSequence(seed).spawn(n)``: the same seed gives the same results
 whatever the number of workers. With arrivals, instances share the services in one chunk. The
-chunks themselves run in :mod:`sagasim.sim.orchestration` or :mod:`sagasim.sim.choreography`.
+chunks themselves run in :mod:`sagasim.sim.orchestration` or :mod:`sagasim.sim.choreography`,
+or, for independent orchestrated instances, on the vectorised fast path of
+:mod:`sagasim.sim.fast` (``engine="fast"``; ``"auto"`` takes it from ``FAST_MIN_RUNS`` runs on
+when the saga allows it and no trace is asked for, so smaller runs keep SimPy's numbers).
 
 Examples
 --------
@@ -33,13 +36,44 @@ import numpy as np
 from ..exceptions import SagaSimError
 from ..machine.choreography import compile_choreography
 from ..model.saga import Saga
-from . import choreography, orchestration
+from . import choreography, fast, orchestration
 from .results import Results, merge
 from .traces import InstanceTrace
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "simulate", "simulate_instance"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "ENGINES", "FAST_CHUNK_SIZE", "FAST_MIN_RUNS", "choose_engine"]
+__all__ += ["simulate", "simulate_instance"]
 
 DEFAULT_CHUNK_SIZE = 10_000
+#: The fast path's chunks: larger, since its cost per chunk is a number of numpy calls.
+FAST_CHUNK_SIZE = 100_000
+#: From how many runs on ``engine="auto"`` takes the fast path (where the saga allows it):
+#: below, runs stay on SimPy and keep its numbers for a seed.
+FAST_MIN_RUNS = 10_000
+ENGINES = ("auto", "simpy", "fast")
+Engine = Literal["auto", "simpy", "fast"]
+
+
+def choose_engine(saga: Saga, runs: int, engine: str = "auto", trace_limit: int = 0) -> str:
+    """The engine ``simulate`` runs: ``"simpy"`` or ``"fast"``; refuse ``"fast"`` where it
+    cannot run, with the reason.
+
+    >>> from sagasim.model import Saga, Step
+    >>> saga = Saga(name="s", steps=(Step(name="a"),))
+    >>> choose_engine(saga, 1_000), choose_engine(saga, 50_000), choose_engine(saga, 10, "fast")
+    ('simpy', 'fast', 'fast')
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"expected engine 'auto', 'simpy' or 'fast', got {engine!r}")
+    if engine == "simpy":
+        return "simpy"
+    reason = fast.fast_supported(saga)
+    if reason is None and trace_limit > 0:
+        reason = "traces are recorded by SimPy only"
+    if engine == "fast":
+        if reason is not None:
+            raise SagaSimError(f"{saga.name}: engine fast: {reason}")
+        return "fast"
+    return "fast" if reason is None and runs >= FAST_MIN_RUNS else "simpy"
 
 
 def _simulable(saga: Saga) -> None:
@@ -64,6 +98,13 @@ def _run_chunk(
     return backend.run_chunk(saga, seed, seed_seq, first, n, trace_limit)
 
 
+def _run_fast_chunk(
+    saga: Saga, seed: int, seed_seq: np.random.SeedSequence, first: int, n: int, trace_limit: int
+) -> Results:
+    """One chunk on the fast path (``trace_limit`` is always 0 there)."""
+    return fast.run_chunk(saga, seed, seed_seq, first, n)
+
+
 def simulate(
     saga: Saga,
     runs: int = 10_000,
@@ -74,19 +115,26 @@ def simulate(
     chunk_size: int | None = None,
     trace_limit: int = 0,
     progress: bool = False,
+    engine: Engine = "auto",
 ) -> Results:
     """Simulate ``runs`` instances of ``saga``; the first ``trace_limit`` are traced.
 
-    Chunks of ``chunk_size`` instances (default 10,000; one chunk with arrivals) run on
-    ``executor`` if given, else on ``workers`` processes; results do not depend on either.
-    ``progress`` shows a counter on stderr if tqdm is installed (``sagasim[progress]``).
+    Chunks of ``chunk_size`` instances (default 10,000 on SimPy, 100,000 on the fast path; one
+    chunk with arrivals) run on ``executor`` if given, else on ``workers`` processes; results
+    do not depend on either. ``progress`` shows a counter on stderr if tqdm is installed
+    (``sagasim[progress]``). ``engine``: ``"simpy"`` (the reference), ``"fast"`` (independent
+    orchestrated instances in numpy batches; refused with the reason where it cannot run) or
+    ``"auto"``: fast from :data:`FAST_MIN_RUNS` runs on where it can run and nothing is
+    traced. :attr:`Results.engine` says which ran.
 
     >>> from sagasim.model import Saga, Step
     >>> saga = Saga(name="s", steps=(Step(name="a", reject=0.25),))
     >>> simulate(saga, runs=1_000, seed=1).rate("committed").value
     0.749
     """
-    size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+    ran = choose_engine(saga, runs, engine, trace_limit)
+    default_size = FAST_CHUNK_SIZE if ran == "fast" else DEFAULT_CHUNK_SIZE
+    size = default_size if chunk_size is None else chunk_size
     checks = (("number of runs", runs), ("number of workers", workers), ("chunk size", size))
     for what, value in checks:
         if value < 1:
@@ -107,7 +155,8 @@ def simulate(
         pool = ProcessPoolExecutor(max_workers=workers)
     parts: list[Results] = []
     try:
-        for part in (map if pool is None else pool.map)(_run_chunk, *zip(*jobs)):
+        run = _run_fast_chunk if ran == "fast" else _run_chunk
+        for part in (map if pool is None else pool.map)(run, *zip(*jobs)):
             parts.append(part)
             if bar is not None:
                 bar.update(part.runs)
