@@ -430,21 +430,8 @@ def test_export_of_a_saga_without_children_writes_one_file(
 # --- the trip back through the importer -----------------------------------------------------
 
 #: Models whose trip needs the importer to read a convention it does not read yet.
-NOT_READ_YET = {
-    "bulk_order": "importer: an Undo... Map state in a Catch chain (a map's undone items)",
-    "order_with_stock_check": "importer: an own cancel first where an earlier step has none",
-    "trip_with_hotel": "importer: a sub-saga's whole compensation in the parent's chain",
-}
 GRAPH_MODELS = [
-    pytest.param(
-        p,
-        id=p.stem,
-        marks=[pytest.mark.xfail(strict=False, reason=NOT_READ_YET[p.stem])]
-        if p.stem in NOT_READ_YET
-        else [],
-    )
-    for p in sorted(GRAPH.glob("*.yaml"))
-    if io.load(p).is_graph
+    pytest.param(p, id=p.stem) for p in sorted(GRAPH.glob("*.yaml")) if io.load(p).is_graph
 ]
 
 
@@ -532,20 +519,11 @@ SMALL = {
     ),
 }
 #: Small sagas whose trip needs the importer to read a convention it does not read yet.
-SMALL_NOT_READ_YET = {"bounded-loop": "importer: max_visits N in a step's Comment"}
 
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=False, reason=SMALL_NOT_READ_YET[name])]
-            if name in SMALL_NOT_READ_YET
-            else [],
-        )
-        for name in SMALL
-    ],
+    [pytest.param(name) for name in SMALL],
 )
 def test_small_graph_sagas_survive_the_trip_as_their_structure(name: str) -> None:
     s = SMALL[name]

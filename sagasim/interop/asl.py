@@ -178,6 +178,12 @@ class _Reader:
             node.fields = self.wait(name, state, path) if kind == "Wait" else {}
         else:
             self.task(node, state, path, flags)
+        comment = state.get("Comment")
+        if isinstance(comment, str):
+            undoes = re.search(r"\bundoes (\w+)", comment)
+            visits = re.search(r"\bmax_visits (\d+)", comment)
+            node.undoes = undoes.group(1) if undoes else None
+            node.max_visits = int(visits.group(1)) if visits else None
         if "pivot" in flags:
             node.kind_declared = "pivot"
         elif "retriable" in flags:

@@ -83,6 +83,10 @@ class Node:
     items: int | tuple[int, ...] | None = None
     concurrency: int | None = None
     child: SubSaga | None = None
+    #: the model name a ``Comment`` saying ``undoes NAME`` gives (sagasim's own export)
+    undoes: str | None = None
+    #: a ``Comment`` saying ``max_visits N``
+    max_visits: int | None = None
     #: what the state does, as written (its fields less where it goes): two copies of one
     #: compensation, in different branches, have the same
     definition: str = ""

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..exceptions import SagaDefinitionError
-from ..model.saga import Choice, Compensation, Entry, Map, Parallel, Step
+from ..model.saga import Choice, Compensation, Entry, Map, Parallel, Step, SubSaga
 from .common import snake_case
 from .flow import END, Chain, Flow, Node, Unit
 
@@ -55,28 +55,38 @@ class Recovery:
         b = self.b
         if b.flow.explicit_undo:
             states = {**b.root.flow.states, **b.flow.states}  # a loop's item is undone above
+            placed = {u.node.name for u in b.units.values()}
             for key, unit in b.units.items():
                 if unit.flow is b.flow and unit.node.undo and unit.node.kind == "call":
                     at = f"{unit.node.path}.CompensateState"
                     if unit.node.undo not in states:
                         b.state(unit.node.undo, at)  # says what was expected
+                    if unit.node.undo in placed:
+                        raise SagaDefinitionError(
+                            f"expected a state of its own undoing {unit.node.name}, got "
+                            f"{unit.node.undo}, which is also a step of the saga",
+                            path=at,
+                        )
                     self.undo[key] = states[unit.node.undo]
         else:
             self.infer()
+        self.after_pivot()
         for key, undoer in list(self.undo.items()):
-            if undoer.kind == "parallel":
+            if undoer.kind in ("parallel", "map"):
                 self.undo_group(b.units[key], undoer)
         b.undone.update(self.undo)
         by_name = {u.name: k for k, u in b.units.items() if k in self.undo}
 
         def change(entry: Entry) -> Entry:
-            if not isinstance(entry, Step) or entry.name not in by_name:
+            if not isinstance(entry, (Step, SubSaga)) or entry.name not in by_name:
                 return entry
             key = by_name[entry.name]
             undoer = self.undo[key]
-            if undoer.kind == "parallel":
+            if undoer.kind != "call":
                 return entry
             comp = Compensation(name=b.undo_name(undoer), **undoer.fields)
+            if isinstance(entry, SubSaga):  # a whole-saga compensation
+                return replace(entry, compensation=comp)
             return replace(entry, compensation=comp, compensate_on_failure=key in self.own)
 
         return rebuild_here(built, change)
@@ -88,6 +98,7 @@ class Recovery:
         chains = {u.node.path: self.trim(u.chain or (), notes) for u in units}
         epilogue = self.epilogue(list(chains.values()))
         notes.update((state.path, state) for state in epilogue)
+        labelled = {u.name: k for k, u in b.units.items() if u.flow is b.flow}
         first = units[0] if units else None
         # the saga pattern: the first failure that runs anything has nothing before it to undo
         own_style = (
@@ -106,7 +117,14 @@ class Recovery:
                 if state.path in known:
                     continue
                 mine = unit.node.path
-                if i == 0 and own_style and unit.undoable and mine not in self.undo:
+                named = labelled.get(state.undoes or "")
+                if named is not None:  # the state says whom it undoes
+                    self.undo.setdefault(named, state)
+                    if named == mine:
+                        self.own.add(mine)
+                    if named in waiting:
+                        waiting.remove(named)
+                elif i == 0 and own_style and unit.undoable and mine not in self.undo:
                     self.undo[mine] = state
                     self.own.add(mine)
                 elif waiting:
@@ -124,6 +142,46 @@ class Recovery:
                 f"{snake_case(state.name)}: runs after recovery and undoes no step (a "
                 "notification or handler): not a step of the saga, its latency is not counted"
             )
+
+    def after_pivot(self) -> None:
+        """After the pivot the saga only moves forward: no failure there may undo anything."""
+        units = [u for u in self.b.units.values() if u.flow is self.b.flow]
+        pivot = next((i for i, u in enumerate(units) if u.node.kind_declared == "pivot"), None)
+        if pivot is None:
+            return
+        for unit in units[pivot:]:
+            if unit.node.path in self.undo:
+                raise SagaDefinitionError(
+                    f"expected no compensation of {unit.node.name}: it is the pivot or after it "
+                    f"(the saga only moves forward there), got {self.undo[unit.node.path].name}",
+                    path=self.undo[unit.node.path].path,
+                )
+        undoers = {state.path for state in self.undo.values()}
+        for unit in units[pivot + 1 :]:
+            if self.b.flow.explicit_undo:
+                compensates = self.chain_triggers(unit)
+            else:
+                compensates = any(state.path in undoers for state in unit.chain or ())
+            if compensates:
+                raise SagaDefinitionError(
+                    f"expected no compensation after the pivot {units[pivot].node.name} (the "
+                    f"saga only moves forward there), got a Catch of {unit.node.name} that "
+                    "compensates",
+                    path=f"{unit.node.path}.Catch",
+                )
+
+    def chain_triggers(self, unit: Unit) -> bool:
+        """Whether a Catch of ``unit`` runs into a Seata ``CompensationTrigger``."""
+        states = self.b.flow.states
+        for catcher in unit.node.catchers:
+            name: str | None = catcher.target
+            seen: set[str] = set()
+            while name in states and name not in seen:
+                seen.add(name)
+                if states[name].kind == "trigger":
+                    return True
+                name = states[name].next
+        return False
 
     @staticmethod
     def trim(chain: Chain, notes: dict[str, Node]) -> Chain:
@@ -155,6 +213,15 @@ class Recovery:
         undo that branch's steps, latest first (states the branch's own Catch already runs,
         alike in every field, are those)."""
         self.undo.pop(unit.node.path)
+        if group.kind == "map" or unit.node.kind == "map":
+            if group.kind != unit.node.kind or group.body is None or unit.node.body is None:
+                raise SagaDefinitionError(
+                    f"expected a {unit.node.kind.capitalize()} state undoing {unit.node.name}, "
+                    f"got a {group.kind.capitalize()} state",
+                    path=group.path,
+                )
+            self.undo_bodies([(unit.node.body, group.body)])
+            return
         if len(group.branches) != len(unit.node.branches):
             raise SagaDefinitionError(
                 f"expected one branch per branch of {unit.node.name} "
@@ -162,13 +229,24 @@ class Recovery:
                 "for a branch with nothing to undo)",
                 path=f"{group.path}.Branches",
             )
-        for flow, undoing in zip(unit.node.branches, group.branches, strict=True):
+        self.undo_bodies(list(zip(unit.node.branches, group.branches, strict=True)))
+
+    def undo_bodies(self, pairs: list[tuple[Flow, Flow]]) -> None:
+        """Each undoing flow's states given to the steps of the flow it undoes, latest first."""
+        for flow, undoing in pairs:
             steps = [k for k, u in self.b.units.items() if u.flow is flow]
+            labelled = {self.b.units[k].name: k for k in steps}
             done = {_defined(n) for k in steps for n in [self.b.undone.get(k)] if n is not None}
             waiting = [
                 k for k in reversed(steps) if self.b.units[k].undoable and k not in self.b.undone
             ]
             for state in _line(undoing):
+                named = labelled.get(state.undoes or "")
+                if named is not None and named not in self.b.undone:
+                    self.undo[named] = state
+                    if named in waiting:
+                        waiting.remove(named)
+                    continue
                 if _defined(state) in done:
                     continue
                 if not waiting:

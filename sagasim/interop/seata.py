@@ -6,7 +6,7 @@ lets :func:`~sagasim.interop.structure.entries` write the step list the graph me
 
 * ``ServiceTask``: a step named after its state in snake_case; ``ServiceName`` is its service.
   ``CompensateState`` names the ``ServiceTask`` undoing it (its ``ServiceName`` is the
-  compensation's service where it differs). ``IsForUpdate: false`` declares it read-only (Seata
+  compensation's service). ``IsForUpdate: false`` declares it read-only (Seata
   also takes a step with neither ``IsForUpdate`` nor a compensation as read-only; sagasim does not
   guess, so that ``check`` reports a step nothing would undo). One ``Retry`` rule is the retry
   policy, as Seata documents it: attempts are ``MaxAttempts + 1``, ``IntervalSeconds`` the delay,

@@ -206,6 +206,10 @@ class Builder:
             if name in forward or name in seen:
                 return None
             seen.add(name)
+            if node.kind == "map" and node.undoes:  # sagasim's export: a map undoing a map
+                chain.append(node)
+                name = node.next
+                continue
             if node.kind in ("choice", "map", "saga") or (node.kind == "succeed" and not chain):
                 return None
             if node.kind == "succeed":
@@ -251,7 +255,8 @@ class Builder:
                         visit(inner, chain)
 
         visit(built, [])
-        for head in sorted(heads):
+        given = {e.name for e in walk(built) if isinstance(e, Step) and e.max_visits}
+        for head in sorted(heads - given):
             self.assumed.append(
                 f"{head}: a loop with effects comes back to it: at most {LOOP_BOUND} visits "
                 f"(assumed: set with --set {head}.max_visits=N)"
@@ -447,7 +452,11 @@ class Builder:
             entry = replace(node.child, name=name)
         else:
             entry = Step(
-                name=name, effects=node.effects, kind_declared=node.kind_declared, **node.fields
+                name=name,
+                effects=node.effects,
+                kind_declared=node.kind_declared,
+                max_visits=node.max_visits,
+                **node.fields,
             )
         return entry
 
