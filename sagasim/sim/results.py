@@ -180,6 +180,8 @@ class Results:
     #: What a trace file draws around the actions: sub-sagas and maps, and the choices.
     containers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     decisions: frozenset[str] = frozenset()
+    #: Which engine ran: ``"simpy"`` (the reference) or ``"fast"`` (:mod:`sagasim.sim.fast`).
+    engine: str = "simpy"
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
@@ -379,7 +381,7 @@ class Results:
         comp = self.compensation_rate
         counts = self.outcomes
         anomalies = self.anomalies
-        return {
+        data = {
             "saga": self.saga,
             "runs": self.runs,
             "seed": self.seed,
@@ -408,6 +410,9 @@ class Results:
             "compensations_per_instance": _rounded(self.per_instance("compensations")),
             "messages_per_instance": _rounded(self.per_instance("messages")),
         } | ({"fails": self.fails} if self.fail_names else {})
+        if self.engine != "simpy":  # SimPy's JSON stays as it was, byte for byte
+            data["engine"] = self.engine
+        return data
 
     def _rate_dict(self, name: str) -> dict[str, Any]:
         r = self.rate(name)
@@ -418,6 +423,8 @@ class Results:
 
     def _rows(self) -> list[tuple[str, str]]:
         rows = [("runs", f"{self.runs:,} (seed {self.seed})")]
+        if self.engine != "simpy":
+            rows.append(("engine", self.engine))
         for name, count in self.outcomes.items():
             r = self.rate(name)
             rows.append((name, f"{count:,}  {r.value:.4%}  [{r.low:.4%}, {r.high:.4%}]"))
@@ -535,6 +542,7 @@ def merge(parts: Sequence[Results]) -> Results:
         fail_names=first.fail_names,
         containers=first.containers,
         decisions=first.decisions,
+        engine=first.engine,
     )
 
 
@@ -552,9 +560,11 @@ def assemble(
     fail_names: tuple[str, ...] = (),
     containers: dict[str, tuple[str, ...]] | None = None,
     decisions: frozenset[str] = frozenset(),
+    engine: str = "simpy",
 ) -> Results:
     """The :class:`Results` of one chunk from its column buffers and its traced instances
-    ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances."""
+    ``(slot, start, events, spans, anomalies)``; ``horizon_ms`` None: independent instances;
+    ``engine``: which engine ran it."""
     shared = horizon_ms is not None
     traces = [
         InstanceTrace(
@@ -581,4 +591,5 @@ def assemble(
         fail_names=fail_names,
         containers=containers or {},
         decisions=decisions,
+        engine=engine,
     )
