@@ -308,3 +308,33 @@ def test_a_notification_ending_one_recovery_undoes_nothing() -> None:
     assert any(
         line.startswith("notify_ops: runs after recovery and undoes no step") for line in assumed
     )
+
+
+def test_a_task_without_a_catch_after_compensations_is_read_and_said() -> None:
+    undo = {"Type": "Task", "Resource": "x", "Next": "Failed"}
+    catch = [{"ErrorEquals": ["States.ALL"], "Next": "UndoA"}]
+    saga, assumed = asl(
+        {
+            "A": {"Type": "Task", "Resource": "x", "Next": "B"},
+            "B": {"Type": "Task", "Resource": "x", "Catch": catch, "Next": "C"},
+            "C": {"Type": "Task", "Resource": "x", "End": True},
+            "UndoA": undo,
+            "Failed": {"Type": "Fail"},
+        },
+        "A",
+    )
+    assert shape(saga.steps) == ["a / undo_a", "b", "c"]
+    assert any(
+        line.startswith("c: no Catch, so its failure runs backward recovery") for line in assumed
+    )
+    assert not any(line.startswith("b: no Catch") for line in assumed)
+
+
+def test_a_retry_on_a_group_is_not_read_and_said() -> None:
+    branch = {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "x", "End": True}}}
+    retry = [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 5}]
+    saga, assumed = asl(
+        {"G": {"Type": "Parallel", "Branches": [branch], "Retry": retry, "End": True}}, "G"
+    )
+    assert shape(saga.steps) == [{"parallel": [["a"]]}]
+    assert any(line.startswith("g: the Retry on a Parallel state is not read") for line in assumed)

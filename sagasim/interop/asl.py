@@ -158,6 +158,11 @@ class _Reader:
         node.definition = json.dumps(
             {k: v for k, v in state.items() if k not in ("Next", "End", "Comment")}, sort_keys=True
         )
+        if kind in ("Parallel", "Map") and "Retry" in state:
+            self.assumed.append(
+                f"{_model(name)}: the Retry on a {kind} state is not read (sagasim retries "
+                "steps, not groups: put it on the Tasks inside)"
+            )
         if kind in ("Succeed", "Fail"):
             node.kind = "succeed" if kind == "Succeed" else "fail"
         elif kind == "Choice":
@@ -268,7 +273,10 @@ class _Reader:
     def map(self, node: Node, state: Mapping[str, Any], path: str) -> None:
         node.kind = "map"
         key = "ItemProcessor" if "ItemProcessor" in state else "Iterator"
-        node.body = self.flow(state.get(key, ABSENT), f"{path}.{key}.", True)
+        if key not in state:
+            what = "a mapping with StartAt and States (ItemProcessor, or the older Iterator)"
+            raise bad(what, ABSENT, f"{path}.ItemProcessor")
+        node.body = self.flow(state[key], f"{path}.{key}.", True)
         limit = state.get("MaxConcurrency", 0)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise bad("a non-negative integer", limit, f"{path}.MaxConcurrency")

@@ -146,9 +146,11 @@ def check_valid(saga: Saga, places: Mapping[str, str]) -> Saga:
     try:
         validate(saga)
     except SagaDefinitionError as err:
-        inside = [place for place in places if err.path.startswith(place)]
-        place = max(inside, key=len, default="")
-        path = places[place] + err.path[len(place) :] if place else err.path
+        inside = [p for p in places if err.path == p or err.path[len(p) : len(p) + 1] in (".", "[")]
+        place = max((p for p in inside if err.path.startswith(p)), key=len, default="")
+        rest = err.path[len(place) :]
+        rest = ".Comment" if rest == ".kind" else rest  # a definition declares kinds in Comments
+        path = places[place] + rest if place else err.path
         raise SagaDefinitionError(err.message, path=path) from None
     return saga
 

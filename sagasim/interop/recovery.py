@@ -67,6 +67,15 @@ class Recovery:
                             f"{unit.node.undo}, which is also a step of the saga",
                             path=at,
                         )
+                    owner = next(
+                        (k for k, n in self.undo.items() if n.name == unit.node.undo), None
+                    )
+                    if owner is not None:
+                        raise SagaDefinitionError(
+                            f"expected a state of its own undoing {unit.node.name}, got "
+                            f"{unit.node.undo}, which undoes {b.units[owner].node.name}",
+                            path=at,
+                        )
                     self.undo[key] = states[unit.node.undo]
         else:
             self.infer()
@@ -130,23 +139,74 @@ class Recovery:
                 elif waiting:
                     self.undo[waiting.pop(0)] = state
                 else:
-                    before = tuple(b.units[k].node.name for k in unit.before)
+                    before = [b.units[k] for k in unit.before if b.units[k].undoable]
                     raise SagaDefinitionError(
-                        f"expected the Catch's states to undo the steps before {unit.node.name}"
-                        f" ({_names(before)}), got {state.name}, which undoes none of them",
+                        f"expected one state undoing each step with effects before "
+                        f"{unit.node.name} ({_names(tuple(u.node.name for u in before))}), got "
+                        f"one more: {state.name}",
                         path=f"{unit.node.path}.Catch",
                     )
                 known.add(state.path)
+            ran = {s.path for s in chain}
+            copies = {_defined(s) for s in chain if b.flow.states.get(s.name) is not s}
+            missing = [
+                self.undo[k].name
+                for k in reversed(unit.before)
+                if k in self.undo
+                and self.undo[k].path not in ran
+                and not (
+                    b.flow.states.get(self.undo[k].name) is not self.undo[k]
+                    and _defined(self.undo[k]) in copies
+                )
+            ]
+            if missing and unit.node.path not in self.forward_only():
+                raise SagaDefinitionError(
+                    f"expected the Catch of {unit.node.name} to run the compensation of every "
+                    f"step before it, got none of {_names(tuple(missing))} (backward recovery "
+                    "undoes all that was done)",
+                    path=f"{unit.node.path}.Catch",
+                )
+        self.uncaught()
         for state in notes.values():
             b.assumed.append(
                 f"{snake_case(state.name)}: runs after recovery and undoes no step (a "
                 "notification or handler): not a step of the saga, its latency is not counted"
             )
 
+    def uncaught(self) -> None:
+        """A Task without a Catch after steps with compensations: Step Functions ends the
+        execution with their effects in place, sagasim recovers backward; say so."""
+        b = self.b
+        for unit in (u for u in b.units.values() if u.flow is b.flow):
+            if unit.node.catchers or not (unit.undoable or unit.node.kind in ("saga", "map")):
+                continue  # a Pass or a Wait cannot fail
+            if (
+                any(k in self.undo for k in unit.before)
+                and unit.node.path not in self.forward_only()
+            ):
+                b.assumed.append(
+                    f"{unit.name}: no Catch, so its failure runs backward recovery here (Step "
+                    "Functions would end the execution with the earlier steps' effects in place:"
+                    " mark the step before it the pivot in a Comment if that is meant)"
+                )
+
+    def forward_only(self) -> set[str]:
+        """The units (paths) at the pivot of this flow and after it."""
+        units = [u.node.path for u in self.b.units.values() if u.flow is self.b.flow]
+        kinds = [self.b.units[k].node.kind_declared for k in units]
+        return set(units[kinds.index("pivot") :]) if "pivot" in kinds else set()
+
     def after_pivot(self) -> None:
         """After the pivot the saga only moves forward: no failure there may undo anything."""
         units = [u for u in self.b.units.values() if u.flow is self.b.flow]
+        pivots = [u for u in units if u.node.kind_declared == "pivot"]
+        if len(pivots) > 1:
+            raise SagaDefinitionError(
+                f"expected at most one pivot, got a second one (first at {pivots[0].node.path})",
+                path=f"{pivots[1].node.path}.Comment",
+            )
         pivot = next((i for i, u in enumerate(units) if u.node.kind_declared == "pivot"), None)
+        self.gives_up()
         if pivot is None:
             return
         for unit in units[pivot:]:
@@ -169,6 +229,22 @@ class Recovery:
                     "compensates",
                     path=f"{unit.node.path}.Catch",
                 )
+
+    def gives_up(self) -> None:
+        """A compensation's Catch may only end recovery: sagasim stops where one gives up."""
+        states = {**self.b.root.flow.states, **self.b.flow.states}
+        for undoer in self.undo.values():
+            for catcher in undoer.catchers:
+                target = states.get(catcher.target)
+                while target is not None and target.kind == "call" and not target.effects:
+                    target = states.get(target.next or "")  # Pass states on the way
+                if target is None or target.kind not in ("fail", "trigger"):
+                    got = target.name if target is not None else "the end"
+                    raise SagaDefinitionError(
+                        "expected a Fail state (sagasim stops recovery where a compensation "
+                        f"gives up), got {got}",
+                        path=f"{catcher.path}.Next",
+                    )
 
     def chain_triggers(self, unit: Unit) -> bool:
         """Whether a Catch of ``unit`` runs into a Seata ``CompensationTrigger``."""

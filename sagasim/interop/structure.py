@@ -74,8 +74,9 @@ class Builder:
         self.names: Names = flow.names if parent is None else root.names
         self.assumed: list[str] = flow.assumed if parent is None else root.assumed
         self.places: dict[str, str] = flow.places if parent is None else root.places
-        #: the state each model name came from
+        #: the state each model name came from, and each group (by the steps in it)
         self.nodes: dict[str, Node] = {} if parent is None else root.nodes
+        self.groups: dict[tuple[str, ...], str] = {} if parent is None else root.groups
         #: every unit of every scope, by its path; and the state undoing each, once known
         self.units: dict[str, Unit] = {} if parent is None else root.units
         self.undone: dict[str, Node] = {} if parent is None else root.undone
@@ -169,6 +170,20 @@ class Builder:
                     "saga would never end)",
                     path=node.path,
                 )
+        well = nx.DiGraph()
+        well.add_nodes_from([*self.flow.states, END])
+        for node in self.flow.states.values():
+            well.add_edges_from((node.name, t) for t in self.ways(node))
+        commits = nx.ancestors(well, END)
+        for loop in nx.strongly_connected_components(well):
+            name = min(loop, key=list(self.flow.states).index) if END not in loop else END
+            cyclic = len(loop) > 1 or well.has_edge(name, name)
+            if cyclic and name in ending and not loop & commits:
+                raise SagaDefinitionError(
+                    f"expected a way out of the loop through {name} that does not fail, got "
+                    "only failures (the saga could never commit)",
+                    path=self.flow.states[name].path,
+                )
 
     def refuse_raised_inside(self, node: Node, catcher: Catcher) -> None:
         """A Fail inside a group or map body whose error the group's Catch leads on from is
@@ -233,7 +248,32 @@ class Builder:
         self.emit(self.flow.start, [top])
         built = Recovery(self).apply(tuple(top.out))
         self.check_reached()
-        return built if self.root is not self else self.bound_loops(built)
+        if self.root is not self:
+            return built
+        built = self.bound_loops(built)
+        self.place(built, "steps")
+        return built
+
+    def place(self, built: tuple[Entry, ...], prefix: str) -> None:
+        """Where each entry came from (model path -> state path), for the model's errors."""
+        undoers = {model: path for path, model in self.undo_names.items()}
+        for i, entry in enumerate(built):
+            at, name = f"{prefix}[{i}]", _name(entry)
+            if name in self.nodes:
+                self.places[at] = self.nodes[name].path
+            elif isinstance(entry, Parallel) and _steps_of(entry) in self.groups:
+                self.places[at] = self.groups[_steps_of(entry)]
+            comp = getattr(entry, "compensation", None)
+            if comp is not None and comp.name in undoers:
+                self.places[f"{at}.compensation"] = undoers[comp.name]
+            if isinstance(entry, Parallel):
+                for b, branch in enumerate(entry.branches):
+                    self.place(branch, f"{at}.parallel[{b}]")
+            elif isinstance(entry, Choice):
+                for b, way in enumerate(entry.branches):
+                    self.place(way.steps, f"{at}.choice.branches[{b}].steps")
+            elif isinstance(entry, Map):
+                self.place(entry.steps, f"{at}.map.steps")
 
     def bound_loops(self, built: tuple[Entry, ...]) -> tuple[Entry, ...]:
         """``max_visits`` on each step a loop with effects comes back to (assumed)."""
@@ -437,6 +477,7 @@ class Builder:
         frames[-1].units.append(node.path)
         if node.kind == "parallel":
             entry: Entry = Parallel(branches=tuple(self.inner(b) for b in node.branches))
+            self.groups[_steps_of(entry)] = node.path
         elif node.kind == "map":
             assert node.body is not None
             items = node.items
@@ -507,3 +548,9 @@ def _merge_ways(node: Node) -> None:
         folded = merged.pop(node.default)
         node.default_when = f"{folded.when} or {node.default_when}"
     node.rules = list(merged.values())
+
+
+def _steps_of(entry: Entry) -> tuple[str, ...]:
+    """A group's key: what is in it, groups inside included (so a group holding only another
+    group is told from it)."""
+    return tuple(_name(e) or type(e).__name__ for e in walk((entry,)))
