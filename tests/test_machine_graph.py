@@ -313,9 +313,12 @@ def test_after_the_pivot_a_fail_entry_is_stuck() -> None:
     assert transitions(saga)[("p", "p.ok")] == "stuck__too_late"
 
 
-def test_choreography_refuses_the_graph_model_in_one_line() -> None:
-    with pytest.raises(SagaSimError, match=r"^order: steps\[1\] is a choice \(stock_level\)"):
-        compile_choreography(ORDER)
+def test_choreography_runs_choices_and_refuses_jumps_and_sub_sagas_in_one_line() -> None:
+    assert compile_choreography(ORDER).role("stock_level").kind == "choice"
+    with pytest.raises(SagaSimError, match=r"^poll: steps\[\d\] is a goto \(\w+\), which a ch"):
+        compile_choreography(POLL)
+    with pytest.raises(SagaSimError, match=r"^trip: steps\[\d\] is a sub-saga \(\w+\), which"):
+        compile_choreography(TRIP)
 
 
 def test_every_graph_state_can_still_end() -> None:

@@ -2,43 +2,31 @@
 
 With ``coordination: choreography`` every step is performed by its service when the events it
 waits for arrive over the broker, and the service publishes what happened. Each step's part is
-a *role*, a small state machine::
-
-    waiting --start--> running --ok--> done --undo--> undoing --ok--> undone
-       |                  |                               |
-       +--skip--> skipped +--(rejected, exhausted)--> failed  +--(rejected, exhausted)--> stuck
-
-A step with ``compensate_on_failure`` goes from ``running`` to ``self_undoing`` instead, runs
-its own compensation, and is ``failed`` (and says so) once that succeeded.
+a *role* (:mod:`sagasim.machine.roles`: its own small machine, and what it listens to); so is
+each choice (decided by the service of the step before it), each ``fail`` and each ``succeed``.
 
 A service's python-statemachine class is the explicit product of the roles it performs (most
 services perform one). The events on the broker are ``STEP.done`` and ``STEP.failed`` when a
 step ends, ``STEP.skipped`` when it is halted before it starts, ``COMPENSATION.done`` and
-``COMPENSATION.failed`` when an undo ends. Who listens to what follows from the saga's shape
-(:func:`roles`):
+``COMPENSATION.failed`` when an undo ends, ``CHOICE.LABEL`` when a choice is decided (the same
+event orchestration's trace shows, :func:`~sagasim.machine.program.branch_labels`) and
+``FAIL.failed`` when a ``fail`` is reached. A decision takes no time: a role that is
+``deciding`` is decided before anything else happens to it (:meth:`Choreography.decide`).
 
-* **forward**: a step starts once the ``done`` of every step before it has arrived (the steps
-  of a parallel group all wait for the entry before the group; the entry after a group joins
-  the ``done`` of every branch); the first entry starts with the saga;
-* **halting**: a step in a parallel group that has not started never starts once a step of
-  another branch has failed (in-flight work is awaited, never cancelled);
-* **backward**: a step with a compensation, before the pivot, is undone once it is done and a
-  later (or concurrent) step up to the pivot has failed; in ``parallel`` order it undoes at
-  once; in ``reverse`` order it first waits until each of the nearest later compensatable
-  steps is known to hold no effect: undone (``COMPENSATION.done``), failed (``STEP.failed``),
-  skipped (``STEP.skipped``, published when a failure halts it before it starts) or never to
-  start (a step it needs has failed). So the undos cascade back as the orchestrator orders
-  them, and a step whose success is still in flight is waited for;
 * **duplicates**: a service that is not ``idempotent`` applies a duplicated event again: a
   duplicated trigger applies the step's effect a second time (``STEP.again``), a duplicated
   failure undoes once more (``STEP.undo_again``), as soon as the first run is over and without
-  publishing anything new; one that is idempotent deduplicates by saga id.
+  publishing anything new; one that is idempotent deduplicates by saga id (a decider, a
+  ``fail`` and a ``succeed`` always do: they have no effect to repeat).
 
 Nobody decides the end: an instance is over when nothing runs and no message is in flight, and
-its end state is read from the roles (:meth:`Choreography.outcome`): ``committed`` when every
-step is done; ``stuck`` when an undo or a step after the pivot gave up, or when the saga stalled
-(a message lost, say) with work neither finished nor undone; otherwise, after a failure,
-``leaked`` when an effect without compensation stays and ``compensated`` when nothing does.
+its end state is read from the roles (:meth:`Choreography.outcome`): ``committed`` when the
+saga's way forward is complete (every step on the branches taken done: the steps of branches
+not taken count as skipped) or a ``succeed`` was reached; ``stuck`` when an undo or a step (or
+``fail``) after the pivot gave up, or when the saga stalled (a message lost, say) with work
+neither finished nor undone; otherwise, after a failure, ``leaked`` when an effect without
+compensation stays and ``compensated`` when nothing does. :meth:`Choreography.fail_of` names
+the ``fail`` reached, as orchestration's end states do.
 
 The same participants' bookkeeping as orchestration (:mod:`sagasim.machine.participants`) says what
 landed, so duplicate effects, hanging and late leaks mean the same in both styles.
@@ -69,10 +57,11 @@ from typing import NamedTuple
 from statemachine import State, StateMachine
 
 from ..exceptions import SagaSimError
-from ..model.saga import Action, Saga, Step, line_of
+from ..model import Choice, Saga, Step, walk
 from .orchestration import RETRY_GUARD, Transition, build_class, retry_left, table_from_class
 from .participants import Ledger, Participants
 from .program import straight_line_only
+from .roles import Role, exit_condition, role_edges, roles
 
 __all__ = ["Choreography", "Role", "ServiceMachine", "compile_choreography"]
 
@@ -81,168 +70,6 @@ __all__ = ["Choreography", "Role", "ServiceMachine", "compile_choreography"]
 MAX_SERVICE_STATES = 5_000
 #: Moves remembered (they repeat across instances and states) before the memo starts afresh.
 MEMO_LIMIT = 200_000
-
-
-@dataclass(frozen=True, slots=True)
-class Role:
-    """One step's part in the choreography: what it waits for and what it listens to.
-
-    ``triggers`` must all arrive before the step starts (none: it starts with the saga);
-    any of ``aborts`` makes a waiting step never start; any of ``failures`` means the saga is
-    failing and the step, once done, must be undone (``compensation``; None when nothing is
-    undone: no compensation, or at or after the pivot); ``waits`` are the later steps (and
-    their compensations) whose undo comes first, in ``reverse`` order, and ``clears`` (one set
-    per wait) the events any of which says that step holds no effect to undo first.
-    """
-
-    step: str
-    service: str
-    compensation: str | None
-    effects: bool
-    after_pivot: bool
-    idempotent: bool
-    undo_idempotent: bool
-    triggers: frozenset[str]
-    aborts: frozenset[str]
-    failures: frozenset[str]
-    waits: tuple[tuple[str, str], ...]
-    clears: tuple[frozenset[str], ...] = ()
-
-    @property
-    def subscriptions(self) -> frozenset[str]:
-        """Every event this role must be told about."""
-        return self.triggers | self.aborts | self.failures | frozenset().union(*self.clears)
-
-
-class _Place(NamedTuple):
-    entry: int
-    branch: int
-    position: int
-
-
-def roles(saga: Saga) -> tuple[Role, ...]:
-    """The roles of ``saga``'s steps, in step order (see the module docstring for the rules)."""
-    entries = line_of(saga)
-    pivot = len(entries) if saga.pivot_index is None else saga.pivot_index
-    place: dict[str, _Place] = {}
-    steps: dict[str, Step] = {}
-    for e, branches in enumerate(entries):
-        for b, branch in enumerate(branches):
-            for k, step in enumerate(branch):
-                place[step.name], steps[step.name] = _Place(e, b, k), step
-
-    def later(x: str, y: str) -> bool:
-        """Whether ``y`` can only start after ``x`` is done."""
-        px, py = place[x], place[y]
-        return py.entry > px.entry or (py[:2] == px[:2] and py.position > px.position)
-
-    def concurrent(x: str, y: str) -> bool:
-        px, py = place[x], place[y]
-        return px.entry == py.entry and px.branch != py.branch
-
-    def before(name: str) -> frozenset[str]:
-        e, b, k = place[name]
-        if k > 0:
-            return frozenset({f"{entries[e][b][k - 1].name}.done"})
-        if e == 0:
-            return frozenset()
-        return frozenset(f"{branch[-1].name}.done" for branch in entries[e - 1])
-
-    def undoes(name: str) -> bool:
-        return steps[name].compensation is not None and place[name].entry < pivot
-
-    result = []
-    for name, step in steps.items():
-        failing = [y for y in steps if place[y].entry <= pivot and y != name]
-        failures = frozenset(
-            f"{y}.failed" for y in failing if later(name, y) or concurrent(name, y)
-        )
-        waits: tuple[tuple[str, str], ...] = ()
-        clears: tuple[frozenset[str], ...] = ()
-        if undoes(name) and saga.compensation_order == "reverse":
-            after = [y for y in steps if undoes(y) and later(name, y)]
-            nearest = [y for y in after if not any(later(z, y) for z in after)]
-            waits = tuple((y, _compensation_name(steps[y])) for y in nearest)
-            halted = {y for y, _ in waits if any(concurrent(y, w) for w in steps)}
-            clears = tuple(
-                frozenset({f"{c}.done", f"{y}.failed"})
-                | ({f"{y}.skipped"} if y in halted else set())
-                | (failures & {f"{z}.failed" for z in failing if later(z, y)})  # y never starts
-                for y, c in waits
-            )
-        compensation = steps[name].compensation
-        result.append(
-            Role(
-                step=name,
-                service=step.service_name,
-                compensation=compensation.name if compensation and undoes(name) else None,
-                effects=step.effects,
-                after_pivot=place[name].entry > pivot,
-                idempotent=step.idempotent,
-                undo_idempotent=bool(compensation and compensation.idempotent),
-                triggers=before(name),
-                aborts=frozenset(f"{y}.failed" for y in steps if concurrent(name, y)),
-                failures=failures if undoes(name) else frozenset(),
-                waits=waits,
-                clears=clears,
-            )
-        )
-    return tuple(result)
-
-
-def _compensation_name(step: Step) -> str:
-    assert step.compensation is not None
-    return step.compensation.name
-
-
-# --- each service's machine -------------------------------------------------------------------
-
-#: A role's own edges: (source, event, target, guard).
-RoleEdge = tuple[str, str, str, str | None]
-
-
-def _attempt_edges(
-    saga: Saga, action: Action, running: str, ok: str, failed: str
-) -> list[RoleEdge]:
-    """How attempts of ``action`` end, as in the orchestrated machine (same events, same guard)."""
-    edges: list[RoleEdge] = []
-    attempts = action.retry.attempts
-    for kind in saga.possible_events(action):
-        event = f"{action.name}.{kind}"
-        if kind == "ok":
-            edges.append((running, event, ok, None))
-        elif kind == "reject" or attempts == 1:
-            edges.append((running, event, failed, None))
-        else:
-            edges.append((running, event, running, RETRY_GUARD))
-            if attempts is not None:
-                edges.append((running, event, failed, "!" + RETRY_GUARD))
-    return edges
-
-
-def role_edges(saga: Saga, role: Role) -> list[RoleEdge]:
-    """Every transition of one role's machine."""
-    step = saga.step(role.step)
-    x = role.step
-    edges: list[RoleEdge] = [("waiting", f"{x}.start", "running", None)]
-    if role.aborts:
-        edges.append(("waiting", f"{x}.skip", "skipped", None))
-    undoes_itself = step.compensate_on_failure and role.compensation is not None
-    edges += _attempt_edges(
-        saga, step, "running", "done", "self_undoing" if undoes_itself else "failed"
-    )
-    if undoes_itself:  # its own compensation first; the step has failed once that is over
-        assert step.compensation is not None
-        edges += _attempt_edges(saga, step.compensation, "self_undoing", "failed", "stuck")
-    if not role.idempotent:
-        edges.append(("done", f"{x}.again", "done", None))  # a duplicated trigger, applied
-    if role.compensation is not None:
-        assert step.compensation is not None
-        edges.append(("done", f"{x}.undo", "undoing", None))
-        edges += _attempt_edges(saga, step.compensation, "undoing", "undone", "stuck")
-        if not role.undo_idempotent:
-            edges.append(("undone", f"{x}.undo_again", "undone", None))  # a duplicated failure
-    return edges
 
 
 @dataclass(slots=True)
@@ -334,12 +161,14 @@ class Local(NamedTuple):
 
 class Move(NamedTuple):
     """What one event did: the new local state, the actions that began an attempt (their first,
-    or a retry), the events published, and the events the services' machines took."""
+    or a retry), the events published, the events the services' machines took, and the
+    choices that are now to be decided (:meth:`Choreography.decide`)."""
 
     local: Local
     started: tuple[str, ...]
     published: tuple[str, ...]
     fired: tuple[str, ...]
+    deciding: tuple[str, ...] = ()
 
 
 class Choreography:
@@ -376,6 +205,8 @@ class Choreography:
             for event in sorted(role.subscriptions):
                 self.subscribers[event] = (*self.subscribers.get(event, ()), role.step)
         self.people = Participants(saga, cap=cap)
+        self.finish = exit_condition(saga)
+        self.choices = [r.step for r in self.roles if r.kind == "choice"]
         self._memo: dict[tuple[Local, str, str], Move] = {}
 
     def __repr__(self) -> str:
@@ -394,6 +225,10 @@ class Choreography:
         """The actions with an attempt in flight."""
         return [a for a, n in zip(self.actions, local.attempts) if n]
 
+    def deciding(self, local: Local) -> list[str]:
+        """The choices whose decider is to decide now."""
+        return [c for c in self.choices if self.state_of(local, c) == "deciding"]
+
     def outcome(self, local: Local) -> str:
         """The end state of a quiescent instance (see the module docstring)."""
         states = {r.step: self.state_of(local, r.step) for r in self.roles}
@@ -401,7 +236,7 @@ class Choreography:
             return "stuck"
         if any(s == "failed" and self.role_of[x].after_pivot for x, s in states.items()):
             return "stuck"
-        if all(s == "done" for s in states.values()):
+        if self._complete(states):
             return "committed"
         if not any(s == "failed" for s in states.values()):
             return "stuck"  # stalled going forward
@@ -409,6 +244,28 @@ class Choreography:
         if any(role.compensation is not None for role in left):
             return "stuck"  # stalled going backward
         return "leaked" if any(role.effects for role in left) else "compensated"
+
+    def _complete(self, states: dict[str, str]) -> bool:
+        """Whether the way forward is over: a ``succeed`` reached, or every step on the
+        branches taken done (an event of the saga's end read as the state it leaves: a step
+        ``done``, a choice decided that way)."""
+
+        def holds(event: str) -> bool:
+            role, what = event.rsplit(".", 1)
+            decided = self.role_of[role].kind == "choice"  # a label may read ``done``
+            return states[role] == (f"chose_{what}" if decided else "done")
+
+        return any(s == "succeeded" for s in states.values()) or any(
+            all(holds(event) for event in alternative) for alternative in self.finish
+        )
+
+    def fail_of(self, local: Local) -> str | None:
+        """The name of the ``fail`` an instance reached, if it reached one (the first in
+        document order)."""
+        return next(
+            (r.ends for r in self.roles if r.ends and self.state_of(local, r.step) == "failed"),
+            None,
+        )
 
     # --- what happens
     def begin(self) -> Move:
@@ -423,11 +280,42 @@ class Choreography:
             ledger=self.people.initial,
         )
         fired: list[str] = []
+        started: list[str] = []
+        published: list[str] = []
         for role in self.roles:
-            if not role.triggers:
-                local = self._attempts(self._fire(local, fired, f"{role.step}.start"), role.step, 1)
-        starts = tuple(event.rsplit(".", 1)[0] for event in fired)
-        return Move(local, starts, (), tuple(fired))
+            if role.with_the_saga:
+                local, more, sent = self._settle(local, role, fired)
+                started += more
+                published += sent
+        deciding = tuple(self.deciding(local))
+        return Move(local, tuple(started), tuple(published), tuple(fired), deciding)
+
+    def decide(self, local: Local, choice: str, label: str) -> Move:
+        """``choice`` takes its branch ``label``: its decider publishes ``CHOICE.LABEL``."""
+        return self._remembered((local, choice, label), self._decide)
+
+    def branch(self, choice: str, u: float) -> str:
+        """The label of the branch of ``choice`` that a uniform draw ``u`` in [0, 1) takes
+        (the branches in order, each over its probability; one of probability 0 never).
+
+        >>> from sagasim.model import Branch, Choice, Saga, Step
+        >>> saga = Saga(name="s", steps=(Step(name="a"), Choice(name="c", branches=(
+        ...     Branch(when="yes", probability=0.25), Branch(when="no", default=True)))))
+        >>> chor = compile_choreography(saga)
+        >>> chor.branch("c", 0.2), chor.branch("c", 0.3)
+        ('yes', 'no')
+        """
+        total, branches = 0.0, self.role_of[choice].branches
+        for label, p in branches:
+            total += p
+            if p > 0 and u < total:
+                return label
+        return next(label for label, p in reversed(branches) if p > 0)  # rounding
+
+    def _decide(self, local: Local, choice: str, label: str) -> Move:
+        fired: list[str] = []
+        event = f"{choice}.{label}"
+        return Move(self._fire(local, fired, event), (), (event,), tuple(fired))
 
     def attempt_ended(self, local: Local, action: str, kind: str) -> Move:
         """An attempt of ``action`` ended ``kind`` as its service sees it."""
@@ -488,7 +376,8 @@ class Choreography:
         if event not in seen:
             local = local._replace(seen=(*local.seen[:i], seen | {event}, *local.seen[i + 1 :]))
             local, started, published = self._settle(local, role, fired)
-            return Move(local, started, published, tuple(fired))
+            now_deciding = role.kind == "choice" and self.state_of(local, step) == "deciding"
+            return Move(local, started, published, tuple(fired), (step,) if now_deciding else ())
         # A duplicate: applied again unless the service deduplicates it; one that arrives
         # while the work it repeats is running is applied once that work is over (a service
         # takes its messages one at a time).
@@ -539,10 +428,15 @@ class Choreography:
             seen = seen - {waiting}
             local = local._replace(seen=(*local.seen[:i], seen, *local.seen[i + 1 :]))
         if state == "waiting":
-            if seen & role.aborts:
-                return self._fire(local, fired, f"{role.step}.skip"), (), (f"{role.step}.skipped",)
-            if role.triggers <= seen:
+            if seen & role.aborts:  # only a step's skip is heard (a choice's would read as a
+                local = self._fire(local, fired, f"{role.step}.skip")  # label ``skipped``)
+                return local, (), (f"{role.step}.skipped",) if role.kind == "step" else ()
+            if role.ready(seen):
                 local = self._fire(local, fired, f"{role.step}.start")
+                if role.kind == "fail":  # reached: recovery starts here
+                    return local, (), (f"{role.step}.failed",)
+                if role.kind != "step":  # a decider now deciding, or a succeed reached
+                    return local, (), ()
                 return self._attempts(local, role.step, 1), (role.step,), ()
         elif (
             state == "done"
@@ -570,25 +464,53 @@ class Choreography:
 _CACHE: dict[tuple[Saga, int | None], Choreography] = {}
 
 
+#: Why a choreography refuses each construct it cannot run yet.
+_WHY_NOT = {
+    what: f"{reason}; run it orchestrated (coordination: orchestration)"
+    for what, reason in {
+        "a goto": "a service starts a step once, on the events before it, and a jump has it "
+        "run again",
+        "a map": "its items are copies of one step whose events no service tells apart",
+        "a sub-saga": "a child recovers first and as a whole, which no single service sees",
+        "a step with compensate_on_failure or max_visits": "a bounded step is reached again by "
+        "a goto, which a service cannot run",
+    }.items()
+}
+
+
 def compile_choreography(saga: Saga, cap: int | None = None) -> Choreography:
     """The choreography of ``saga`` (whatever its ``coordination`` says), built once per saga.
 
-    ``cap`` saturates the participants' counts, as the checker needs. A saga that uses the
-    graph model (choices, ends, jumps, maps, sub-sagas, self-compensation) is refused with one
-    line: its roles cannot be read off a straight line of steps yet.
+    ``cap`` saturates the participants' counts, as the checker needs. A saga with a goto, a
+    map, a sub-saga, ``max_visits`` or a pivot inside a choice is refused with one line that
+    says why.
 
-    >>> from sagasim.model import Fail, Saga, Step
-    >>> compile_choreography(Saga(name="s", steps=(Step(name="a"), Fail(name="no"))))
+    >>> from sagasim.model import Goto, Saga, Step
+    >>> compile_choreography(Saga(name="s", steps=(Step(name="a"), Goto(target="a"))))
     Traceback (most recent call last):
     ...
-    sagasim.exceptions.SagaSimError: s: steps[1] is a fail entry (no), which a choreography ...
+    sagasim.exceptions.SagaSimError: s: steps[1] is a goto (a), which a choreography cannot ...
     """
-    why = "services react to a straight line of steps and parallel groups; run it orchestrated"
-    straight_line_only(
-        saga, "a choreography", f"{why} (coordination: orchestration)", self_undo=True
-    )
+    straight_line_only(saga, "a choreography", _WHY_NOT, self_undo=True, choices=True)
+    _pivot_on_the_line(saga)
     key = (replace(saga, coordination="choreography"), cap)
     cached = _CACHE.get(key)
     if cached is None:
         cached = _CACHE[key] = Choreography(key[0], cap)
     return cached
+
+
+def _pivot_on_the_line(saga: Saga) -> None:
+    """Refuse a pivot inside a choice: whether a later step is past it depends on the branch."""
+    for index, entry in enumerate(saga.steps):
+        if isinstance(entry, Choice):
+            pivot = next(
+                (e for e in walk((entry,)) if isinstance(e, Step) and e.kind == "pivot"), None
+            )
+            if pivot is not None:
+                raise SagaSimError(
+                    f"{saga.name}: steps[{index}] is a choice ({entry.name}) holding the pivot "
+                    f"({pivot.name}), which a choreography cannot run yet: whether a later step "
+                    "is past the pivot depends on the branch taken, which no service sees; run "
+                    "it orchestrated (coordination: orchestration)"
+                )

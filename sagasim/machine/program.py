@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import keyword
+from collections.abc import Mapping
 from dataclasses import replace
 
 from ..exceptions import SagaSimError
@@ -196,12 +197,20 @@ def repeatable(saga: Saga) -> frozenset[str]:
     return frozenset(found)
 
 
-def straight_line_only(saga: Saga, who: str, why: str, *, self_undo: bool = False) -> None:
+def straight_line_only(
+    saga: Saga,
+    who: str,
+    why: str | Mapping[str, str],
+    *,
+    self_undo: bool = False,
+    choices: bool = False,
+) -> None:
     """Refuse, in one line naming the first construct, a saga that uses the graph model where
-    ``who`` cannot run it yet, and say ``why``; ``self_undo``: ``who`` can run steps with
-    ``compensate_on_failure``."""
+    ``who`` cannot run it yet, and say ``why`` (one reason, or one per construct: ``a goto``,
+    ``a map``, ...); ``self_undo``: ``who`` can run steps with ``compensate_on_failure``;
+    ``choices``: it can run choices, fail and succeed entries."""
     for index, entry in enumerate(saga.steps):
-        found = next((e for e in walk((entry,)) if _beyond_a_line(e, self_undo)), None)
+        found = next((e for e in walk((entry,)) if _beyond_a_line(e, self_undo, choices)), None)
         if found is None:
             continue
         what = {
@@ -213,12 +222,15 @@ def straight_line_only(saga: Saga, who: str, why: str, *, self_undo: bool = Fals
             SubSaga: "a sub-saga",
         }.get(type(found), "a step with compensate_on_failure or max_visits")
         name = getattr(found, "name", getattr(found, "target", ""))
+        reason = why if isinstance(why, str) else why[what]
         raise SagaSimError(
-            f"{saga.name}: steps[{index}] is {what} ({name}), which {who} cannot run yet: {why}"
+            f"{saga.name}: steps[{index}] is {what} ({name}), which {who} cannot run yet: {reason}"
         )
 
 
-def _beyond_a_line(entry: Entry, self_undo: bool) -> bool:
+def _beyond_a_line(entry: Entry, self_undo: bool, choices: bool) -> bool:
     if isinstance(entry, Step):
         return (entry.compensate_on_failure and not self_undo) or entry.max_visits is not None
+    if choices and isinstance(entry, (Choice, Fail, Succeed)):
+        return False
     return not isinstance(entry, Parallel) or entry.concurrency is not None or bool(entry.origin)

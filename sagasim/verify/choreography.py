@@ -11,7 +11,10 @@ From a state:
   *lost* for good, or sent again while redelivery attempts remain; without ``reorder`` only
   the oldest message to each subscriber can go next (first-in, first-out per service), with
   it any can;
-* a timed-out attempt still pending lands late or is lost, as in orchestration.
+* a timed-out attempt still pending lands late or is lost, as in orchestration;
+* a choice being decided takes each of its branches (those with probability > 0), its
+  decider publishing ``CHOICE.LABEL``; nothing else happens before it (a decision takes no
+  time).
 
 A state with none of these is an end state: the instance is quiet, and
 :meth:`~sagasim.machine.choreography.Choreography.outcome` reads its end from the roles.
@@ -107,6 +110,15 @@ class _Successors:
     def of(self, node: Node) -> list[tuple[str, str, str, Node]]:
         local, flight = node
         chor, out = self.chor, []
+        deciding = chor.deciding(local)
+        if deciding:  # a decision takes no time: it comes before anything else
+            choice = deciding[0]
+            for label, p in chor.role(choice).branches:
+                if p > 0:
+                    move = chor.decide(local, choice, label)
+                    decided = (move.local, self.send(flight, move.published))
+                    out.append((f"{choice}.{label}", choice, "decide", decided))
+            return out
         for action in chor.running(local):
             for kind in self.events[action]:
                 move = chor.attempt_ended(local, action, kind)

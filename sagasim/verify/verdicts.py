@@ -146,13 +146,19 @@ def check(
 
 
 def _fails(saga: Saga, space: StateSpace | ChoreographySpace) -> dict[str, int]:
-    """End states of an orchestrated saga by fail name (each fail entry of the model, and
-    ``max_visits``), or nothing when it has no fail entries."""
-    names = ends(saga) if saga.coordination == "orchestration" else ()
+    """End states by fail name (each fail entry of the model, and ``max_visits``), or nothing
+    when the saga has no fail entries."""
+    names = ends(saga)
     if not names:
         return {}
-    states = compile_saga(saga).states
     counts = dict.fromkeys(names, 0)
+    if isinstance(space, ChoreographySpace):  # the roles say which fail was reached
+        for i in space.ends:
+            found = space.choreography.fail_of(space.nodes[i][0])
+            if found is not None:
+                counts[found] += 1
+        return counts
+    states = compile_saga(saga).states
     for i in space.ends:
         sid = space.nodes[i][0]
         assert isinstance(sid, str)  # an orchestrated state space: machine state ids
