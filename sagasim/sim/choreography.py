@@ -52,8 +52,9 @@ from statemachine import StateMachine
 
 from ..exceptions import EndlessRetryError, SagaSimError
 from ..machine import orchestration as machine
-from ..machine.choreography import Choreography, Local, compile_choreography
+from ..machine.choreography import Choreography, Local, Move, compile_choreography
 from ..machine.orchestration import OUTCOMES, retry_left
+from ..machine.program import ends
 from ..model.saga import Retry, Saga
 from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
 
@@ -153,6 +154,8 @@ class Chunk:
         resources = {s: simpy.Resource(env, c) for s, c in capacities.items() if self.shared}
         self.resource = {a.name: resources.get(saga.service_of(a)) for a in actions}
         self.late_tracked = {a: a in chor.people.pending_index for a in chor.actions}
+        self.fail_names = ends(saga)
+        self.decisions = frozenset(chor.choices)
         self.inbox = {name: simpy.Store(env) for name in chor.services}
         for inbox in self.inbox.values():
             env.process(self._consume(inbox))
@@ -288,6 +291,7 @@ class Chunk:
             else:
                 self._attempt(inst, started, 1)
         self._publish(inst, move.published)
+        self._decide(inst, move)
         self._quiet(inst)
 
     def _land(self, inst: _Instance, action: str, ok: bool) -> None:
@@ -346,7 +350,18 @@ class Chunk:
             for started in move.started:
                 self._attempt(inst, started, 1)
             self._publish(inst, move.published)
+            self._decide(inst, move)
             self._quiet(inst)
+
+    def _decide(self, inst: _Instance, move: Move) -> None:
+        """Each choice ``move`` left deciding takes a branch drawn at once, and its decider
+        publishes the branch's event ``CHOICE.LABEL``."""
+        for choice in move.deciding:
+            label = self.chor.branch(choice, self._uniform())
+            decided = self.chor.decide(inst.local, choice, label)
+            self._apply(inst, decided.local, decided.fired)
+            self._note(inst, f"{choice}.{label}", choice)
+            self._publish(inst, decided.published)
 
     def _publish(self, inst: _Instance, events: tuple[str, ...]) -> None:
         """Send each event to each of its subscribers."""
@@ -396,6 +411,8 @@ class Chunk:
         columns["compensations"][slot] = min(inst.compensations, INT16_MAX)
         columns["messages"][slot] = min(inst.messages, UINT16_MAX)
         columns["anomaly_flags"][slot] = inst.local.ledger[-1]
+        fail = self.chor.fail_of(inst.local)
+        columns["fail"][slot] = 0 if fail is None else self.fail_names.index(fail) + 1
         window = math.nan
         if inst.compensations > 0 and inst.first_effect is not None:
             window = now - inst.first_effect
@@ -424,6 +441,8 @@ class Chunk:
             self.traced.append(inst)
         for started in move.started:
             self._attempt(inst, started, 1)
+        self._decide(inst, move)
+        self._quiet(inst)  # a saga that ends as it starts (a choice straight to its end)
         return inst
 
     def _instances(self) -> Generator[simpy.Event, Any, None]:
@@ -462,7 +481,15 @@ class Chunk:
         ]
         horizon = self.env.now if self.shared else None
         return assemble(
-            self.saga.name, seed, columns, services, traced, first=self.first, horizon_ms=horizon
+            self.saga.name,
+            seed,
+            columns,
+            services,
+            traced,
+            first=self.first,
+            horizon_ms=horizon,
+            fail_names=self.fail_names,
+            decisions=self.decisions,
         )
 
 
