@@ -10,7 +10,9 @@ Two views:
   subscriber: solid when it starts a step (``reserve_inventory.done``); dashed red when a
   failure skips a waiting step or has a done one undone (``process_payment.failed``); dotted
   orange when it orders the compensation cascade (``restore_points.done``: in ``reverse``
-  order an undo waits for the undos, failures or skips of the later steps).
+  order an undo waits for the undos, failures or skips of the later steps). A choice is a
+  diamond in its deciding service's box, whose branch events (``stock_level.in_stock``)
+  start each branch; a ``fail`` or ``succeed`` is an end in the box of the service reaching it.
 * ``service:NAME``: one service's python-statemachine class, every state and transition. Final
   states have a double border; retries are self-loops labelled with their guard.
 
@@ -56,6 +58,7 @@ from .diagram import (
     Node,
     step_columns,
 )
+from .places import fail_node, layout, succeed_node
 from .renderers import to_graphviz
 
 __all__ = ["collaboration_diagram", "extract_choreography", "service_diagram"]
@@ -123,17 +126,21 @@ def _collaboration_view(saga: Saga, chor: Choreography) -> Diagram:
     )
     d = Diagram(saga.name, COLLABORATION, f"{saga.name}: choreography", subtitle)
     d.nodes.append(Node(START, "", look="start"))
-    step_column = step_columns(saga)
+    step_column = _role_columns(saga, chor)
     d.columns = [[] for _ in range(max(step_column.values()) + 1)]
     d.columns[0].append(START)
     for service, machine in chor.services.items():
         cluster = f"cluster_{service}"
         d.clusters[cluster] = service
         for role in machine.roles:
-            step = saga.step(role.step)
-            kind = KIND_WORDS.get(step.kind, step.kind)
-            node_look = step.kind if step.kind in NODE_LOOKS else "step"
-            d.nodes.append(Node(role.step, role.step, kind, node_look, cluster))
+            if role.kind == "step":
+                step = saga.step(role.step)
+                kind = KIND_WORDS.get(step.kind, step.kind)
+                node_look = step.kind if step.kind in NODE_LOOKS else "step"
+                d.nodes.append(Node(role.step, role.step, kind, node_look, cluster))
+            else:  # a choice its decider makes, a fail or a succeed its service reaches
+                title = role.ends or role.step
+                d.nodes.append(Node(role.step, title, role.kind, role.kind, cluster))
             d.columns[step_column[role.step]].append(role.step)
     for service, machine in chor.services.items():
         for role in machine.roles:
@@ -153,6 +160,24 @@ def _collaboration_view(saga: Saga, chor: Choreography) -> Diagram:
     return d
 
 
+def _role_columns(saga: Saga, chor: Choreography) -> dict[str, int]:
+    """Rank column of every role: where the saga's layout places its step, choice, fail or
+    succeed (a role renamed apart from another end of that name: after what starts it)."""
+    places, steps = layout(saga).places, step_columns(saga)
+    columns: dict[str, int] = {}
+    for role in chor.roles:
+        node = {"fail": fail_node(role.ends or ""), "succeed": succeed_node(role.step)}
+        place = places.get(node.get(role.kind, role.step))
+        if role.kind == "step":
+            columns[role.step] = steps[role.step]
+        elif place is not None:
+            columns[role.step] = place.column
+        else:
+            before = [columns.get(e.rsplit(".", 1)[0], 0) for e in role.triggers]
+            columns[role.step] = max(before, default=-1) + 1
+    return columns
+
+
 def _column(step_column: dict[str, int], chor: Choreography, action: str) -> int:
     return step_column[chor.role(action).step]
 
@@ -160,7 +185,7 @@ def _column(step_column: dict[str, int], chor: Choreography, action: str) -> int
 def _publication_order(chor: Choreography) -> list[str]:
     """The subscribed events, the ``done`` of steps first, in step order: the happy path reads
     first in the source (and in Mermaid, which lays out in declaration order)."""
-    order = {name: k for k, name in enumerate(chor.actions)}
+    order = {name: k for k, name in enumerate([*chor.actions, *chor.role_index])}
 
     def key(event: str) -> tuple[bool, bool, int]:
         action, outcome = event.rsplit(".", 1)
@@ -193,6 +218,9 @@ _PHASES = (  # the first role state found names the phase of a product state
     ("running", "forward"),
     ("skipped", "halting"),
     ("done", "forward"),
+    ("deciding", "forward"),
+    ("chose", "forward"),  # chose_LABEL: a decided choice
+    ("succeeded", "forward"),
     ("waiting", "forward"),
 )
 
@@ -214,7 +242,8 @@ def _service_view(saga: Saga, chor: Choreography, name: str) -> Diagram:
     sources = {t.source for t in machine.transitions}
     several = len(machine.roles) > 1
     for state_id, role_states in machine.states.items():
-        phase = next(look for state, look in _PHASES if state in role_states)
+        phases = {"chose" if s.startswith("chose_") else s for s in role_states}
+        phase = next(look for state, look in _PHASES if state in phases)
         final = state_id not in sources
         if final and phase != "end_bad":
             phase = "end_ok"
