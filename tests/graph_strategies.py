@@ -57,16 +57,24 @@ def graph_steps(draw: st.DrawFn, names: count[int], *, timeouts: bool = True) ->
 
 
 @st.composite
-def choices(draw: st.DrawFn, names: count[int], *, depth: int) -> Choice:
+def choices(
+    draw: st.DrawFn, names: count[int], *, depth: int, plain: bool = False, ends: bool = False
+) -> Choice:
+    """A choice of 2 or 3 branches, some ending in ``fail``; ``plain``: its branches hold
+    steps and choices only (no map or sub-saga); ``ends``: a branch may end in ``succeed``."""
     name = f"c{next(names)}"
     branches = []
     ways = draw(st.integers(2, 3))
     for b in range(ways):
         steps: list[Entry] = [
-            draw(graph_entries(names, depth=depth - 1)) for _ in range(draw(st.integers(0, 2)))
+            draw(graph_entries(names, depth=depth - 1, plain=plain, ends=ends))
+            for _ in range(draw(st.integers(0, 2)))
         ]
-        if draw(st.integers(0, 3)) == 0:
+        end = draw(st.integers(0, 3))
+        if end == 0:
             steps.append(Fail(name=f"f{next(names)}"))
+        elif end == 1 and ends:
+            steps.append(Succeed(name=f"ok{next(names)}"))
         default = b == ways - 1
         branches.append(
             Branch(
@@ -80,11 +88,16 @@ def choices(draw: st.DrawFn, names: count[int], *, depth: int) -> Choice:
 
 
 @st.composite
-def graph_entries(draw: st.DrawFn, names: count[int], *, depth: int = 1) -> Entry:
-    """One entry: a step, or (while ``depth`` allows) a choice, a map or a sub-saga."""
+def graph_entries(
+    draw: st.DrawFn, names: count[int], *, depth: int = 1, plain: bool = False, ends: bool = False
+) -> Entry:
+    """One entry: a step, or (while ``depth`` allows) a choice, a map or a sub-saga (only a
+    choice when ``plain``; ``ends``: its branches may end in ``succeed``)."""
     what = draw(st.integers(0, 5)) if depth > 0 else 0
     if what == 3:
-        return draw(choices(names, depth=depth))
+        return draw(choices(names, depth=depth, plain=plain, ends=ends))
+    if plain:
+        return draw(graph_steps(names))
     if what == 4:
         body = draw(graph_steps(names, timeouts=False))
         items = draw(st.sampled_from([1, 2, 3, (1, 2), (0, 2)]))
@@ -148,6 +161,43 @@ def graph_sagas(draw: st.DrawFn, *, max_entries: int = 3) -> Saga:
             pivot, kind_declared="pivot", compensation=None, compensate_on_failure=False,
             max_visits=None,
         )  # fmt: skip
+    return Saga(
+        name="generated",
+        steps=tuple(entries),
+        compensation_order=draw(st.sampled_from(["reverse", "parallel"])),
+    )
+
+
+@st.composite
+def choreography_sagas(draw: st.DrawFn, *, max_entries: int = 3, timeouts: bool = True) -> Saga:
+    """Sagas a choreography runs: steps (some undoing themselves), choices nested two deep with
+    ``fail`` and ``succeed`` ends, a parallel group with a choice in a branch, a ``succeed`` at
+    the end and a top-level pivot; no goto, map or sub-saga."""
+    names = count()
+    entries: list[Entry] = []
+    for _ in range(draw(st.integers(1, max_entries))):
+        shape = draw(st.integers(0, 3))
+        if shape == 0:
+            first = (draw(graph_steps(names, timeouts=timeouts)),)
+            chooser = (
+                draw(graph_steps(names, timeouts=timeouts)),
+                draw(choices(names, depth=0)),
+            )
+            entries.append(Parallel(branches=(first, chooser)))
+        elif shape == 1:
+            entries.append(draw(choices(names, depth=2, plain=True, ends=True)))
+        else:
+            entries.append(draw(graph_steps(names, timeouts=timeouts)))
+    if draw(st.integers(0, 3)) == 0:
+        entries.append(Succeed(name="finished"))
+    tops = [i for i, e in enumerate(entries) if isinstance(e, Step)]
+    if tops and draw(st.booleans()):
+        at = draw(st.sampled_from(tops))
+        pivot = entries[at]
+        assert isinstance(pivot, Step)
+        entries[at] = replace(
+            pivot, kind_declared="pivot", compensation=None, compensate_on_failure=False
+        )
     return Saga(
         name="generated",
         steps=tuple(entries),
