@@ -5,8 +5,7 @@ The format of a file is detected from its content; every command reads all three
 """
 
 from .asl import from_asl
-from .export import structural, to_asl
-from .export_graph import to_asl_files
+from .export import structural, to_asl, to_asl_files
 from .load import FORMATS, detect_format, load_any, to_yaml_with_comments
 from .seata import from_seata
 

@@ -7,9 +7,7 @@ Retry blocks, in the shape :func:`sagasim.interop.asl.from_asl` reads back.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from ..exceptions import SagaDefinitionError
@@ -29,78 +27,12 @@ from ..model.saga import (
     SubSaga,
     Succeed,
     line_of,
+    walk,
 )
-from .common import MAX_ATTEMPTS, snake_case
+from .common import MAX_ATTEMPTS
+from .tasks import catchers, pascal_case, seconds, step_comment, task
 
-#: What exported ``Task`` states invoke: the Lambda function named after the action.
-LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 A = TypeVar("A", bound=Action)
-
-
-def pascal_case(name: str) -> str:
-    """The state name :func:`to_asl` gives an action: one that
-    :func:`~sagasim.interop.common.snake_case` turns back into the action's name.
-
-    >>> pascal_case("reserve_flight"), pascal_case("step_2")
-    ('ReserveFlight', 'step_2')
-    """
-    pascal = "".join(word[:1].upper() + word[1:] for word in name.split("_"))
-    return pascal if snake_case(pascal) == name else name
-
-
-def _seconds(ms: float) -> int:
-    """Milliseconds as the whole seconds ASL takes, rounded up, at least 1."""
-    return max(1, math.ceil(Decimal(repr(ms)) / 1000))
-
-
-def _retrier(retry: Retry) -> dict[str, Any]:
-    retries = MAX_ATTEMPTS if retry.attempts is None else min(retry.attempts - 1, MAX_ATTEMPTS)
-    rule: dict[str, Any] = {
-        "ErrorEquals": ["States.ALL"],
-        "MaxAttempts": retries,
-        "IntervalSeconds": _seconds(retry.delay_ms),
-        "BackoffRate": retry.multiplier if retry.backoff == "exponential" else 1.0,
-    }
-    if retry.max_delay_ms is not None:
-        rule["MaxDelaySeconds"] = _seconds(retry.max_delay_ms)
-    if retry.jitter:
-        rule["JitterStrategy"] = "FULL"
-    return rule
-
-
-def _catchers(target: str) -> list[dict[str, Any]]:
-    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": target}]
-
-
-def _task(action: Action, *, comment: str, catch: str | None, then: str | None) -> dict[str, Any]:
-    state: dict[str, Any] = {"Type": "Task"}
-    if comment:
-        state["Comment"] = comment
-    state["Resource"] = LAMBDA_INVOKE
-    state["Parameters"] = {"FunctionName": action.name, "Payload.$": "$"}
-    state["ResultPath"] = f"$.{action.name}"
-    if action.timeout_ms is not None:
-        state["TimeoutSeconds"] = _seconds(action.timeout_ms)
-    if action.retry.attempts != 1:
-        state["Retry"] = [_retrier(action.retry)]
-    if catch is not None:
-        state["Catch"] = _catchers(catch)
-    return state | ({"Next": then} if then is not None else {"End": True})
-
-
-def _comment(step: Step, dropped: bool) -> str:
-    words = []
-    if step.kind_declared == "pivot":
-        words.append("pivot: the go/no-go point, after it the saga only moves forward")
-    if step.kind_declared == "retriable":
-        words.append("retriable: retried until it succeeds")
-    if not step.effects:
-        words.append("read-only: nothing to undo")
-    if dropped and step.compensation is not None:
-        words.append(
-            f"its compensation {step.compensation.name} is left out: no failure leads to it"
-        )
-    return "; ".join(words)
 
 
 class _Writer:
@@ -118,8 +50,8 @@ class _Writer:
         return taken
 
     def step(self, step: Step, catch: str | None, then: str | None, keep: bool) -> dict[str, Any]:
-        comment = _comment(step, dropped=not keep)
-        return _task(step, comment=comment, catch=catch, then=then)
+        comment = step_comment(step, dropped=not keep)
+        return task(step, comment=comment, catch=catch, then=then)
 
     def group(
         self, group: Parallel, name: str, head: str, *, catch: str | None, then: str, keep: bool
@@ -152,7 +84,7 @@ class _Writer:
                     if fail is not None:
                         states[fail] = {"Type": "Fail", "Error": "BranchCompensated"}
                     comment = f"undoes {step.name}"
-                    states[plain] = _task(comp, comment=comment, catch=None, then=inner or fail)
+                    states[plain] = task(comp, comment=comment, catch=None, then=inner or fail)
                     inner = plain
             branches.append({"StartAt": self.state[branch[0].name], "States": states})
         state: dict[str, Any] = {
@@ -161,7 +93,7 @@ class _Writer:
             "ResultPath": f"$.{name}",
         }
         if catch is not None:
-            state["Catch"] = _catchers(catch)
+            state["Catch"] = catchers(catch)
         self.states[name] = state | {"Next": then}
         if not keep or not any(undo):
             return head
@@ -172,7 +104,7 @@ class _Writer:
             for j, (comp, undoes, state_name) in enumerate(chain):
                 following = chain[j + 1][2] if j + 1 < len(chain) else None
                 comment = f"undoes {undoes}"
-                states[state_name] = _task(comp, comment=comment, catch=None, then=following)
+                states[state_name] = task(comp, comment=comment, catch=None, then=following)
             if not chain:
                 states[self.unique(f"{undo_name}Branch{b + 1}Nothing")] = {
                     "Type": "Pass",
@@ -202,7 +134,7 @@ def to_asl(saga: Saga) -> dict[str, Any]:
     no place in ASL. Choreography and ``compensation_order: parallel`` cannot be written. The
     graph model (choices, ``fail``, ``succeed``, ``goto``, maps, sub-sagas, self-compensation)
     is written by :func:`~sagasim.interop.export_graph.graph_asl`, whose module says how;
-    :func:`~sagasim.interop.export_graph.to_asl_files` adds the sub-sagas' own definitions.
+    :func:`to_asl_files` adds the sub-sagas' own definitions.
 
     Examples
     --------
@@ -242,7 +174,7 @@ def to_asl(saga: Saga) -> dict[str, Any]:
         comp = entry.compensation
         if comp is not None and keep:
             comment = f"undoes {entry.name}"
-            writer.states[writer.state[comp.name]] = _task(
+            writer.states[writer.state[comp.name]] = task(
                 comp, comment=comment, catch=None, then=head
             )
             head = writer.state[comp.name]
@@ -264,13 +196,13 @@ def _carried(action: A) -> A:
             else retry.attempts,
             backoff="exponential" if exponential else "fixed",
             multiplier=retry.multiplier if exponential else 2.0,
-            delay_ms=1000.0 * _seconds(retry.delay_ms),
+            delay_ms=1000.0 * seconds(retry.delay_ms),
             max_delay_ms=None
             if retry.max_delay_ms is None
-            else 1000.0 * _seconds(retry.max_delay_ms),
+            else 1000.0 * seconds(retry.max_delay_ms),
             jitter=retry.jitter,
         )
-    timeout = None if action.timeout_ms is None else 1000.0 * _seconds(action.timeout_ms)
+    timeout = None if action.timeout_ms is None else 1000.0 * seconds(action.timeout_ms)
     return replace(
         action,
         service=None,
@@ -441,3 +373,35 @@ def _escapes(steps: tuple[Entry, ...]) -> bool:
     if isinstance(last, Choice):
         return any(_escapes(way.steps) for way in last.branches)
     return isinstance(last, Succeed)
+
+
+def to_asl_files(saga: Saga, stem: str) -> dict[str, dict[str, Any]]:
+    """The definition of ``saga`` as ``{stem}.asl.json`` and that of each sub-saga's child, once
+    each, as ``{child name}.asl.json`` (the file name the importer looks the machine up by).
+
+    >>> from sagasim.io.dsl import saga, step, sub_saga
+    >>> hotel = saga("hotel", step("reserve_room", compensation="release_room"), step("confirm"))
+    >>> sorted(to_asl_files(saga("trip", sub_saga("book_hotel", hotel), step("pay")), "trip"))
+    ['hotel.asl.json', 'trip.asl.json']
+    """
+    files = {f"{stem}.asl.json": to_asl(saga)}
+    written: dict[str, Saga] = {}
+    for entry in walk(saga.steps):
+        if not isinstance(entry, SubSaga):
+            continue
+        child, file = entry.saga, f"{entry.saga.name}.asl.json"
+        if child.name in written and written[child.name] != child:
+            raise SagaDefinitionError(
+                f"expected one child saga named {child.name}, got two that differ (each "
+                "machine is a file named after it)",
+                path=f"{entry.name}.saga.model",
+            )
+        if file in files and child.name not in written:
+            raise SagaDefinitionError(
+                f"expected a child saga not named like the file {file} it would overwrite",
+                path=f"{entry.name}.saga.model",
+            )
+        if child.name not in written:
+            written[child.name] = child
+            files[file] = to_asl(child)
+    return files

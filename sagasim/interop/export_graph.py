@@ -24,7 +24,8 @@ conventions:
   compensation already written inside as a copy named ``...After<group>``;
 * a ``map`` is an inline ``Map`` state: ``Comment: "items N"`` (or ``items 1,2,5``),
   ``MaxConcurrency`` when bounded; a sub-saga a ``startExecution.sync:2`` task on the child's
-  machine, named after the child saga (:func:`to_asl_files` writes the children too).
+  machine, named after the child saga (:func:`~sagasim.interop.export.to_asl_files` writes
+  the children too).
 
 Examples
 --------
@@ -60,9 +61,9 @@ from ..model.saga import (
     Succeed,
     walk,
 )
-from .export import _catchers, _comment, _task, pascal_case
+from .tasks import catchers, pascal_case, step_comment, task
 
-__all__ = ["NESTED", "Graph", "closed", "graph_asl", "to_asl_files"]
+__all__ = ["NESTED", "Graph", "closed", "graph_asl"]
 
 #: What a sub-saga's task runs: the child's state machine, waiting for it to end.
 NESTED = "arn:aws:states:::states:startExecution.sync:2"
@@ -241,7 +242,7 @@ class Graph:
         scope.states[name] = None  # a place, filled if a Catch comes to it
 
         def make(then: str) -> dict[str, Any]:
-            return _task(comp, comment=f"undoes {undoes}", catch=None, then=then)
+            return task(comp, comment=f"undoes {undoes}", catch=None, then=then)
 
         scope.head = _Link(name, scope.head, make, (undoes,), comp)
         return scope.head
@@ -292,7 +293,7 @@ class Graph:
         state: dict[str, Any] = {"Type": "Task", "Resource": NESTED, "Parameters": arn}
         catch = self.catcher(scope)
         if catch is not None:
-            state["Catch"] = _catchers(catch)
+            state["Catch"] = catchers(catch)
         scope.states[name] = state | _on(then)
         if scope.catch and sub.compensation is not None:
             self.waiting(sub.compensation, sub.name, scope)
@@ -358,7 +359,7 @@ class Graph:
             state["ResultPath"] = f"$.{entry.name}"
         catch = self.catcher(scope)
         if catch is not None:
-            state["Catch"] = _catchers(catch)
+            state["Catch"] = catchers(catch)
         scope.states[name] = state | _on(then)
         chains = [_chain(sub.head) for sub in inner]  # what each way to its end did
         if scope.catch and any(chains):
@@ -395,7 +396,7 @@ class Graph:
             ]
             for j, (comp, undoes) in enumerate(chain):
                 following = names[j + 1] if j + 1 < len(names) else None
-                states[names[j]] = _task(
+                states[names[j]] = task(
                     comp, comment=f"undoes {undoes}", catch=None, then=following
                 )
             if not chain:
@@ -418,10 +419,10 @@ class Graph:
             following = self.first(steps[i + 1 :], "Committed", top) if steps[i + 1 :] else None
             self.entry(entry, following or "Committed", top, f"steps[{i}]")
         for states, name, step, catch, then in self.tasks:  # now that it is known what is kept
-            comment = _comment(step, dropped=step.name not in self.kept)
+            comment = step_comment(step, dropped=step.name not in self.kept)
             if step.max_visits is not None:
                 comment = "; ".join(filter(None, [comment, f"max_visits {step.max_visits}"]))
-            states[name] = _task(step, comment=comment, catch=catch, then=then)
+            states[name] = task(step, comment=comment, catch=catch, then=then)
         _drop_places(top.states)
         start = self.first(steps, "Committed", top)
         used = _targets(top.states) | {start}
@@ -439,40 +440,6 @@ def graph_asl(saga: Saga) -> dict[str, Any]:
     """The definition of a graph saga (see the module's docstring); refuses, in one line, what
     it cannot write."""
     return Graph(saga).write()
-
-
-def to_asl_files(saga: Saga, stem: str) -> dict[str, dict[str, Any]]:
-    """The definition of ``saga`` as ``{stem}.asl.json`` and that of each sub-saga's child, once
-    each, as ``{child name}.asl.json`` (the file name the importer looks the machine up by).
-
-    >>> from sagasim.io.dsl import saga, step, sub_saga
-    >>> hotel = saga("hotel", step("reserve_room", compensation="release_room"), step("confirm"))
-    >>> sorted(to_asl_files(saga("trip", sub_saga("book_hotel", hotel), step("pay")), "trip"))
-    ['hotel.asl.json', 'trip.asl.json']
-    """
-    from .export import to_asl
-
-    files = {f"{stem}.asl.json": to_asl(saga)}
-    written: dict[str, Saga] = {}
-    for entry in walk(saga.steps):
-        if not isinstance(entry, SubSaga):
-            continue
-        child, file = entry.saga, f"{entry.saga.name}.asl.json"
-        if child.name in written and written[child.name] != child:
-            raise SagaDefinitionError(
-                f"expected one child saga named {child.name}, got two that differ (each "
-                "machine is a file named after it)",
-                path=f"{entry.name}.saga.model",
-            )
-        if file in files and child.name not in written:
-            raise SagaDefinitionError(
-                f"expected a child saga not named like the file {file} it would overwrite",
-                path=f"{entry.name}.saga.model",
-            )
-        if child.name not in written:
-            written[child.name] = child
-            files[file] = to_asl(child)
-    return files
 
 
 def _on(then: str | None) -> dict[str, Any]:
