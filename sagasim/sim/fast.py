@@ -415,13 +415,18 @@ class _Batch:
         if done.any():
             self.end(done)
         while len(self.sid):
-            n = len(self.sid)
-            every = np.arange(n)
-            pos = self.due.argmin(axis=1)
-            t = self.due[every, pos]
+            if w == 1:  # one action runs at a time: its column is every row's next event
+                pos = np.zeros(len(self.sid), np.int64)
+                t, act, kind, att = (
+                    a[:, 0].copy() for a in (self.due, self.act, self.kind, self.att)
+                )
+            else:
+                pos = self.due.argmin(axis=1)
+                flat = np.arange(len(pos)) * w + pos
+                t, act = self.due.reshape(-1)[flat], self.act.reshape(-1)[flat]
+                kind, att = self.kind.reshape(-1)[flat], self.att.reshape(-1)[flat]
             if self.pending:
                 self.land(t)
-            act, kind, att = self.act[every, pos], self.kind[every, pos], self.att[every, pos]
             m = ((self.sid * w + pos) * 4 + kind) * 2 + (att >= tb.limit[act])
             target = tb.target[m]
             if (target < 0).any():
