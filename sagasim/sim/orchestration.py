@@ -1,6 +1,6 @@
 """Orchestrated saga instances under SimPy, driven by the compiled machine.
 
-Each saga instance is a SimPy process (a plain generator). In every state of the machine each
+Each saga instance lives on SimPy events (see below). In every state of the machine each
 running action has one attempt in flight; the process sleeps until the first ends as the
 orchestrator sees it (``ok``, ``fail``, ``reject``, ``timeout``), takes the machine's edge for it
 (from the transition table, or the live python-statemachine instance) and applies the
@@ -20,6 +20,13 @@ services (one chunk). Without, each instance runs on an idle system with its own
 seeded from ``SeedSequence(seed).spawn(n)``: the same seed gives the same results whatever the
 number of workers. Random numbers are drawn in numpy batches, one ``Generator`` per chunk.
 
+The instances are not SimPy processes but callbacks on bare events the environment schedules
+(:meth:`simpy.Environment.schedule`): one per wait, reused where an instance has a single wait
+pending, and a FIFO of servers per capacity in place of :class:`simpy.Resource`. Every event
+that has an effect is scheduled at the same moment, time and priority as the generator and
+resource version scheduled its own (a server granted or released, the deferral of an
+``any_of``), so same-time events run in the same order and a seed gives the same numbers.
+
 Examples
 --------
 >>> from sagasim.model import Compensation, Constant, Retry, Saga, Step
@@ -35,195 +42,112 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Generator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.resources.resource import Request
+from simpy.events import NORMAL
 from statemachine import StateMachine
 
-from ..exceptions import EndlessRetryError, SagaSimError
+from ..exceptions import EndlessRetryError
 from ..machine import orchestration as machine
-from ..machine.orchestration import OUTCOMES, compile_saga
-from ..machine.participants import Participants
-from ..machine.program import core, decision_events, ends
-from ..model import Choice, walk
-from ..model.saga import Action, Compensation, Saga
+from ..model.saga import Saga
+from .planning import (
+    DECIDING,
+    FAIL,
+    KINDS,
+    OK,
+    REJECT,
+    TIMEOUT,
+    Decision,
+    Effects,
+    Ledger,
+    Move,
+    Plan,
+    plan,
+)
 from .results import Results, ServiceStats, assemble, empty_columns
-from .traces import Span, TraceEvent, containers_of
+from .traces import Span, TraceEvent
 
 __all__ = ["Chunk", "plan", "run_chunk"]
+# what the fast path and older callers import from here
+__all__ += ["DECIDING", "FAIL", "KINDS", "OK", "REJECT", "TIMEOUT", "Decision", "Effects"]
+__all__ += ["Ledger", "Move", "Plan"]
 
 #: Random numbers drawn at once per action: enough to amortise numpy's call overhead, no more
 #: than a chunk is likely to use (a single traced instance draws 16 at a time).
 BLOCK = 2048
-KINDS = ("ok", "fail", "reject", "timeout")
-OK, FAIL, REJECT, TIMEOUT = range(4)
 INT16_MAX, UINT16_MAX = 32767, 65535
-MEMO_LIMIT = 10_000  # ledgers remembered per edge, in case counts keep growing
 
-Ledger = tuple[int, ...]
-#: The participants' calls an edge makes, and the ledgers they turned into which: the calls are
-#: pure functions, so a ledger met again is updated by one look-up.
-Effects = tuple[tuple[tuple[str, str], ...], dict[Ledger, Ledger]]
-#: ``(target state, carry, is a retry, event, effects or None)``: one edge, worked out once;
-#: ``carry[j]``: where the target's ``j``-th running action ran in the source (-1: it starts).
-Move = tuple[int, tuple[int, ...], bool, str, Effects | None]
-#: A choice's branches: the cumulative probability bound of each, and the edge it takes.
-Decision = tuple[list[float], list[Move]]
-#: The outcome code of a state deciding a choice (end states have their index in OUTCOMES).
-DECIDING = -2
+#: An event callback, as :meth:`simpy.Environment.step` calls it.
+Callback = Callable[[Any], None]
 
 
-class Plan:
-    """What the simulator looks up per event, in lists indexed by action and state numbers."""
+class _Timer:
+    """A bare event: what :meth:`simpy.Environment.step` reads (``callbacks``, ``_ok``) and what
+    its callbacks need (the instance, the attempt). Lists of callbacks may be shared: the
+    environment never changes them, it only drops its reference before calling them."""
 
-    def __init__(self, saga: Saga) -> None:
-        self.saga = saga = core(saga)
-        self.machine = machine = compile_saga(saga)
-        self.people = people = Participants(saga)
-        self.actions: list[Action] = list(saga.actions())
-        self.names = names = [a.name for a in self.actions]
-        index = {name: i for i, name in enumerate(names)}
-        self.limit = [a.retry.attempts for a in self.actions]
-        self.timeout = [
-            a.timeout_ms if a.timeout_ms is not None and saga.can_time_out(a) else math.inf
-            for a in self.actions
-        ]
-        self.compensation = [isinstance(a, Compensation) for a in self.actions]
-        self.late_tracked = [n in people.pending_index for n in names]
-        self.effect = [n in people.effect_index for n in names]
-        self.service = [saga.service_of(a) for a in self.actions]
-        outages = (saga.service(s).outages for s in self.service)
-        self.outages = [tuple((o.start_ms, o.end_ms) for o in out) for out in outages]
-        capacities = {s.name: s.capacity for s in saga.services if s.capacity is not None}
-        self.capacity = capacities if saga.arrivals else {}
-        self.state_ids = list(machine.states)
-        self.sindex = {sid: i for i, sid in enumerate(self.state_ids)}
-        infos = [machine.states[sid] for sid in self.state_ids]
-        self.initial = self.sindex[machine.initial]
-        self.running_names = [info.running for info in infos]
-        self.running = [tuple(index[a] for a in info.running) for info in infos]
-        # outcome[state]: the end state's index in OUTCOMES, DECIDING for a state deciding a
-        # choice, -1 elsewhere (one look-up per event tells the three apart)
-        self.outcome = [
-            OUTCOMES.index(i.outcome) if i.outcome else DECIDING if i.decision else -1
-            for i in infos
-        ]
-        self.fail_names = ends(saga)
-        self.fail = [self.fail_names.index(i.fail) + 1 if i.fail else 0 for i in infos]
-        self.containers = containers_of(saga.steps)
-        self.choices = frozenset(e.name for e in walk(saga.steps) if isinstance(e, Choice))
-        # decide[state]: for a state deciding a choice, the cumulative branch probabilities
-        # and the edge each branch takes; None elsewhere
-        self.chances = decision_events(saga)
-        self.decide: list[Decision | None] = [
-            self.decision(s) if info.decision else None for s, info in enumerate(infos)
-        ]
-        # moves[state][position][kind]: the edges with attempts left and with none left
-        self.moves: list[list[list[tuple[Move, Move] | None]]] = [
-            [[None] * len(KINDS) for _ in running] for running in self.running_names
-        ]
-        for sid, event in machine.table:
-            name, kind = event.rsplit(".", 1)
-            if name not in index:  # a decision: see decide
-                continue
-            s, limit = self.sindex[sid], self.limit[index[name]]
-            position, k = self.running_names[s].index(name), KINDS.index(kind)
-            left, exhausted = (machine.step(sid, event, b or limit is None) for b in (True, False))
-            self.moves[s][position][k] = tuple(  # type: ignore[assignment]
-                self.move(s, position, k, self.sindex[e.target], e.is_retry)
-                for e in (left, exhausted)
-            )
+    __slots__ = ("_ok", "callbacks", "flight", "inst")
 
-    def move(self, source: int, position: int, kind: int, target: int, retry: bool) -> Move:
-        """The edge from state ``source`` to ``target`` for an event of the action at
-        ``position``: as explore's rules read it (carry of attempts, steps given up on)."""
-        before, after = self.running_names[source], self.running_names[target]
-        name = before[position]
-        if set(before) - set(after) - {name}:  # in-flight work is awaited, never cancelled
-            edge = f"{name}.{KINDS[kind]} from {self.state_ids[source]}"
-            raise SagaSimError(f"{self.saga.name}: {edge} drops an action in flight")
-        carry = tuple(before.index(a) if a in before else -1 for a in after)
-        # explore's rules, in its order: the event's own call, then each step given up on
-        people, calls = self.people, []
-        if kind == OK and (name in people.effect_index or name in people.undoes):
-            calls.append(("ok", name))
-        elif kind == TIMEOUT and name in people.pending_index:
-            calls.append(("timed_out", name))
-        calls.extend(
-            ("gave_up", a)
-            for a in before
-            if a not in after and not (kind == OK and a == name) and a in people.effect_index
-        )
-        effects: Effects | None = (tuple(calls), {}) if calls else None
-        return (target, carry, retry, f"{name}.{KINDS[kind]}", effects)
-
-    def decision(self, source: int) -> Decision:
-        """The branches of the choice state ``source`` decides: the cumulative probabilities
-        of its edges, in the machine's order, and the edges."""
-        total, bounds, moves = 0.0, [], []
-        for e in self.machine.transitions_from(self.state_ids[source]):
-            total += self.chances[e.event][2]
-            bounds.append(total)
-            moves.append(self.decision_move(source, self.sindex[e.target], e.event))
-        bounds[-1] = math.inf  # rounding never leaves a draw without a branch
-        return bounds, moves
-
-    def decision_move(self, source: int, target: int, event: str) -> Move:
-        """A choice's branch taken at once: what runs goes on running, nothing lands."""
-        before, after = self.running_names[source], self.running_names[target]
-        carry = tuple(before.index(a) if a in before else -1 for a in after)
-        return (target, carry, False, event, None)
-
-    def fire_decision(self, live: StateMachine, event: str) -> int:
-        """The state the live python-statemachine instance reaches on a branch event."""
-        live.send(event)
-        (state,) = live.configuration
-        return self.sindex[state.id]
-
-    def fire(self, live: StateMachine, source: int, position: int, kind: int) -> Move:
-        """The edge the live python-statemachine instance takes (``driver="library"``)."""
-        live.send(f"{self.running_names[source][position]}.{KINDS[kind]}")
-        (state,) = live.configuration
-        target = self.sindex[state.id]
-        return self.move(source, position, kind, target, retry=target == source)
-
-    def ledger_after(self, effects: Effects, ledger: Ledger) -> Ledger:
-        """Apply an edge's participants' calls to ``ledger``, in order."""
-        calls, memo = effects
-        after = memo.get(ledger)
-        if after is None:
-            after = ledger
-            for call, action in calls:
-                after = getattr(self.people, call)(after, action)
-            if len(memo) < MEMO_LIMIT:
-                memo[ledger] = after
-        return after
+    def __init__(self, callbacks: list[Callback], inst: _Instance | None, flight: Any = None):
+        self.callbacks: list[Callback] | None = callbacks
+        self._ok, self.inst, self.flight = True, inst, flight
 
 
-@dataclass(slots=True, eq=False)
+class _Servers:
+    """A service's capacity as :class:`simpy.Resource` grants it: a FIFO of requests (bare
+    events), only its head tried when a request arrives or a release is processed; a grant
+    counts at once and is scheduled now; a release frees the server at once and is scheduled
+    now, and only its processing lets the next request in."""
+
+    __slots__ = ("capacity", "queue", "schedule", "try_cbs", "users")
+
+    def __init__(self, capacity: int, schedule: Callable[..., None]) -> None:
+        self.capacity, self.users, self.schedule = capacity, 0, schedule
+        self.queue: deque[_Timer] = deque()
+        self.try_cbs: list[Callback] = [self.try_head]
+
+    def request(self, grant: _Timer) -> None:
+        self.queue.append(grant)
+        self.try_head(None)
+
+    def try_head(self, _event: Any) -> None:
+        if self.queue and self.users < self.capacity:
+            self.users += 1
+            self.schedule(self.queue.popleft(), NORMAL, 0)
+
+    def release(self) -> None:
+        self.users -= 1
+        self.schedule(_Timer(self.try_cbs, None), NORMAL, 0)
+
+
 class _Flight:
     """One attempt in flight: when the orchestrator sees it end and how (``due``, ``kind``);
     the participant's outcome and when it happens (``code``, ``finish``: None until a queued
     attempt gets its server). A queued attempt also has ``ready`` (triggered when ``due`` is
-    known), ``latency``, its ``request`` and ``consumed`` (the orchestrator saw it time out)."""
+    known), ``latency``, the ``servers`` it holds until the orchestrator takes its event, and
+    ``consumed`` (the orchestrator saw it time out)."""
 
-    action: int
-    attempt: int
-    start: float
-    due: float
-    kind: int
-    finish: float | None
-    code: int
-    ready: simpy.Event | None = None
-    latency: float = 0.0
-    request: Request | None = None
-    consumed: bool = False
+    __slots__ = (
+        "action", "attempt", "code", "consumed", "due", "finish", "kind", "latency", "ready",
+        "servers", "start",
+    )  # fmt: skip
+
+    def __init__(
+        self, action: int, attempt: int, start: float, due: float, kind: int,
+        finish: float | None, code: int,
+    ) -> None:  # fmt: skip
+        self.action, self.attempt, self.start, self.due = action, attempt, start, due
+        self.kind, self.finish, self.code = kind, finish, code
+        self.ready: _Timer | None = None
+        self.latency = 0.0
+        self.servers: _Servers | None = None
+        self.consumed = False
 
 
 @dataclass(slots=True, eq=False)
@@ -241,6 +165,25 @@ class _Instance:
     retries: int = 0
     compensations: int = 0
     calls: int = 0
+    flights: list[_Flight] | None = None  # the attempts in flight, in the state's order
+    next: _Flight | None = None  # the attempt waited for, at ``position`` in flights
+    position: int = 0
+    live: StateMachine | None = None  # the python-statemachine instance (driver="library")
+    timer: _Timer | None = None  # its wake-up, reused: an instance waits for one at a time
+
+
+class _AnyOf:
+    """``env.any_of(events)``: the first of them schedules the instance's resumption now."""
+
+    __slots__ = ("chunk", "done", "inst")
+
+    def __init__(self, chunk: Chunk, inst: _Instance) -> None:
+        self.chunk, self.inst, self.done = chunk, inst, False
+
+    def check(self, _event: Any) -> None:
+        if not self.done:
+            self.done = True
+            self.chunk.schedule(_Timer(self.chunk.resume_cbs, self.inst), NORMAL, 0)
 
 
 class Chunk:
@@ -253,10 +196,11 @@ class Chunk:
         self.block = max(16, min(BLOCK, n))
         self.trace_limit, self.library = trace_limit, False
         self.env = env = simpy.Environment()
+        self.schedule: Callable[..., None] = env.schedule
         self.shared = plan.saga.arrivals is not None
-        resources = {name: simpy.Resource(env, cap) for name, cap in plan.capacity.items()}
-        self.resource = [resources.get(s) for s in plan.service]
-        self.queued = bool(resources)
+        servers = {name: _Servers(cap, env.schedule) for name, cap in plan.capacity.items()}
+        self.servers = [servers.get(s) for s in plan.service]
+        self.queued = bool(servers)
         k = len(plan.names)
         self.draws: list[list[tuple[float, int]]] = [[] for _ in range(k)]
         self.branch_draws: list[float] = []  # uniforms for decisions, drawn in batches too
@@ -267,6 +211,16 @@ class Chunk:
         self.traced: list[_Instance] = []
         self.is_compensation, self.outages = plan.compensation, plan.outages
         self.timeout, self.late_tracked = plan.timeout, plan.late_tracked
+        self.started = 0  # instances started so far
+        self.gaps: list[float] = []
+        # the callbacks of each kind of event, in lists shared by the events
+        self.wake_cbs: list[Callback] = [self._woken]
+        self.resume_cbs: list[Callback] = [self._resumed]
+        self.serve_cbs: list[Callback] = [self._served]
+        self.request_cbs: list[Callback] = [self._requested]
+        self.release_cbs: list[Callback] = [self._release_after]
+        self.land_cbs: list[Callback] = [self._landed]
+        self.arrive_cbs: list[Callback] = [self._arrive]
 
     # --- random numbers, drawn in batches per action
     def _refill(self, a: int) -> list[tuple[float, int]]:
@@ -307,7 +261,7 @@ class Chunk:
         inst.calls += 1
         if self.is_compensation[a]:
             inst.compensations += 1
-        if self.resource[a] is not None:
+        if self.servers[a] is not None:
             return self._queue(inst, _Flight(a, attempt, at, at, TIMEOUT, None, code), latency)
         if self.outages[a] and self._in_outage(a, at - inst.origin):
             code = FAIL
@@ -323,21 +277,26 @@ class Chunk:
         flight.due, flight.latency = flight.start + self.timeout[flight.action], latency
         delay = flight.start - self.env.now
         if delay > 0:
-            flight.ready = self.env.event()
-            self.env.timeout(delay).callbacks.append(lambda _e: self._request(inst, flight))
+            flight.ready = _Timer([], inst, flight)  # scheduled when served
+            self.schedule(_Timer(self.request_cbs, inst, flight), NORMAL, delay)
         else:
             self._request(inst, flight)
         return flight
 
-    def _request(self, inst: _Instance, flight: _Flight) -> None:
-        request = self.resource[flight.action].request()  # type: ignore[union-attr]
-        request.callbacks.append(lambda _e: self._served(inst, flight, request))
-        if flight.ready is None:  # asked at once: the process can wait for the request itself
-            flight.ready = request
+    def _requested(self, event: _Timer) -> None:
+        self._request(event.inst, event.flight)  # type: ignore[arg-type]
 
-    def _served(self, inst: _Instance, f: _Flight, request: Request) -> None:
+    def _request(self, inst: _Instance, flight: _Flight) -> None:
+        grant = _Timer(list(self.serve_cbs), inst, flight)  # its own list: waits join it
+        self.servers[flight.action].request(grant)  # type: ignore[union-attr]
+        if flight.ready is None:  # asked at once: the instance can wait for the grant itself
+            flight.ready = grant
+
+    def _served(self, grant: _Timer) -> None:
         """A queued attempt got its server: its outcome and finish are known now. The server is
         released when the orchestrator takes its event, or at the finish after a timeout."""
+        inst, f = grant.inst, grant.flight
+        assert inst is not None
         env, a = self.env, f.action
         now = env.now
         self.wait[a] += now - f.start
@@ -346,17 +305,23 @@ class Chunk:
         self.busy[a] += f.latency
         f.finish = now + f.latency
         if f.consumed or (now - f.start) + f.latency > self.timeout[a]:
-            env.timeout(f.latency).callbacks.append(lambda _e: request.resource.release(request))  # type: ignore[arg-type]
+            self.schedule(_Timer(self.release_cbs, inst, f), NORMAL, f.latency)
             if f.consumed and self.late_tracked[a]:
                 self._schedule_late(inst, f)
         else:
-            f.due, f.kind, f.request = f.finish, f.code, request
-        if f.ready is not request and not f.consumed:
-            f.ready.succeed()  # type: ignore[union-attr]
+            f.due, f.kind, f.servers = f.finish, f.code, self.servers[a]
+        if f.ready is not grant and not f.consumed:
+            self.schedule(f.ready, NORMAL, 0)  # the delayed request's ready succeeds
+
+    def _release_after(self, event: _Timer) -> None:
+        self.servers[event.flight.action].release()
 
     def _schedule_late(self, inst: _Instance, f: _Flight) -> None:
         delay = max(f.finish - self.env.now, 0.0)  # type: ignore[operator]
-        self.env.timeout(delay).callbacks.append(lambda _e: self._land(inst, f))
+        self.schedule(_Timer(self.land_cbs, inst, f), NORMAL, delay)
+
+    def _landed(self, event: _Timer) -> None:
+        self._land(event.inst, event.flight)  # type: ignore[arg-type]
 
     def _land(self, inst: _Instance, f: _Flight) -> None:
         """A timed-out attempt's participant outcome: it lands late, or is lost."""
@@ -374,24 +339,32 @@ class Chunk:
             t = self.env.now - inst.origin
             inst.events.append(TraceEvent(t, event, plan.state_ids[inst.sid]))
 
-    # --- instances
-    def _instance(self, inst: _Instance) -> Generator[simpy.Event, Any, None]:
-        """One saga instance, from its first attempts to an end state."""
+    # --- instances: callbacks on the events they wait for
+    def _start(self, inst: _Instance) -> bool:
+        """Start ``inst`` now, with its first attempts; True if it ended at once."""
         env, plan = self.env, self.plan
-        moves, limits, running, outcome_of = plan.moves, plan.limit, plan.running, plan.outcome
-        ledger_after, late_tracked, effect = plan.ledger_after, plan.late_tracked, plan.effect
-        begin, queued, timeout = self._begin, self.queued, env.timeout
-        live = plan.machine.instantiate(plan.saga) if self.library else None
+        live = inst.live = plan.machine.instantiate(plan.saga) if self.library else None
         t0 = inst.start = env.now
         if not self.shared:
             inst.origin = t0
         sid = inst.sid = plan.initial
-        flights = [begin(inst, a, 1, t0) for a in running[sid]]
-        if outcome_of[sid] == DECIDING:
+        begin = self._begin
+        flights = [begin(inst, a, 1, t0) for a in plan.running[sid]]
+        if plan.outcome[sid] == DECIDING:
             sid, flights = self._decide(inst, sid, flights, live)
-            if outcome_of[sid] >= 0:
-                return self._finish(inst, outcome_of[sid], env.now)
+            if plan.outcome[sid] >= 0:
+                self._finish(inst, plan.outcome[sid], env.now)
+                return True
+        inst.flights = flights
+        inst.timer = _Timer(self.wake_cbs, inst)
+        return self._advance(inst)
+
+    def _advance(self, inst: _Instance) -> bool:
+        """Take the instance's events due now, until it waits or ends (then True)."""
+        env, schedule, queued = self.env, self.schedule, self.queued
         while True:
+            flights = inst.flights
+            assert flights is not None
             f, pos = flights[0], 0
             if len(flights) > 1:
                 for j, g in enumerate(flights):
@@ -400,60 +373,104 @@ class Chunk:
             if queued:  # wake up when a queued attempt gets its server, or at the first due
                 waits = [g.ready for g in flights if g.finish is None and g.ready is not None]
                 if waits and f.due > env.now:
-                    if f.due < math.inf:
-                        waits.append(timeout(f.due - env.now))
-                    yield waits[0] if len(waits) == 1 else env.any_of(waits)
-                    continue
+                    self._wait_any(inst, waits, f.due)
+                    return False
             delay = f.due - env.now
             if delay > 0:
-                yield timeout(delay)
-            if f.request is not None:
-                f.request.resource.release(f.request)
-            now, a, kind = f.due, f.action, f.kind
-            if live is None:
-                limit = limits[a]
-                pair = moves[sid][pos][kind]
-                assert pair is not None, (plan.state_ids[sid], plan.names[a], KINDS[kind])
-                move = pair[0 if limit is None or f.attempt < limit else 1]
-            else:
-                move = plan.fire(live, sid, pos, kind)
-            target, carry, retried, event, effects = move
-            if effects is not None:
-                inst.ledger = ledger_after(effects, inst.ledger)
-            if kind == OK:
-                if effect[a] and inst.first_effect is None:
-                    inst.first_effect = now
-            elif kind == TIMEOUT:
-                f.consumed = True
-                if late_tracked[a] and f.finish is not None:
-                    self._schedule_late(inst, f)
-            inst.sid = target
-            if inst.events is not None:
-                self._record(inst, f, now, event, target)
-            if retried:
-                inst.retries += 1
-            code = outcome_of[target]
-            if code >= 0:
-                return self._finish(inst, code, now)
-            if retried and len(carry) == 1:
-                flights = [begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))]
-            elif len(carry) == 1 and carry[0] < 0:
-                flights = [begin(inst, running[target][0], 1, now)]
-            else:
-                started = running[target]
-                flights = [
-                    begin(inst, started[j], 1, now)
-                    if c < 0
-                    else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
-                    if retried and c == pos
-                    else flights[c]
-                    for j, c in enumerate(carry)
-                ]
-            sid = target
-            if code == DECIDING:  # a choice: decided at once, the work in flight goes on
-                sid, flights = self._decide(inst, sid, flights, live)
-                if outcome_of[sid] >= 0:
-                    return self._finish(inst, outcome_of[sid], env.now)
+                inst.next, inst.position = f, pos
+                timer = inst.timer
+                assert timer is not None
+                timer.callbacks = self.wake_cbs
+                schedule(timer, NORMAL, delay)
+                return False
+            if self._take(inst, f, pos):
+                return True
+
+    def _wait_any(self, inst: _Instance, waits: list[_Timer], due: float) -> None:
+        """Wait for the first of ``waits`` and, if finite, the deadline ``due``: as a process
+        yielding the one event, or ``env.any_of`` them (resumed one event later)."""
+        if due < math.inf:
+            deadline = _Timer([], inst)
+            self.schedule(deadline, NORMAL, due - self.env.now)
+            waits.append(deadline)
+        if len(waits) == 1:
+            waits[0].callbacks.append(self._resumed)  # type: ignore[union-attr]
+            return
+        check = _AnyOf(self, inst).check
+        for event in waits:
+            event.callbacks.append(check)  # type: ignore[union-attr]
+
+    def _woken(self, timer: _Timer) -> None:
+        """The instance's wake-up: the attempt it waited for is due."""
+        inst = timer.inst
+        assert inst is not None and inst.next is not None
+        if (self._take(inst, inst.next, inst.position) or self._advance(inst)) and not self.shared:
+            self._next()
+
+    def _resumed(self, event: _Timer) -> None:
+        """An attempt the instance waited for got its server, or a deadline passed."""
+        inst = event.inst
+        assert inst is not None
+        if self._advance(inst) and not self.shared:
+            self._next()
+
+    def _take(self, inst: _Instance, f: _Flight, pos: int) -> bool:
+        """The orchestrator sees attempt ``f`` (at ``pos``) end: take the machine's edge, start
+        what it starts; True if the instance ended."""
+        plan = self.plan
+        if f.servers is not None:
+            f.servers.release()
+        now, a, kind = f.due, f.action, f.kind
+        sid, live = inst.sid, inst.live
+        if live is None:
+            limit = plan.limit[a]
+            pair = plan.moves[sid][pos][kind]
+            assert pair is not None, (plan.state_ids[sid], plan.names[a], KINDS[kind])
+            move = pair[0 if limit is None or f.attempt < limit else 1]
+        else:
+            move = plan.fire(live, sid, pos, kind)
+        target, carry, retried, event, effects = move
+        if effects is not None:
+            inst.ledger = plan.ledger_after(effects, inst.ledger)
+        if kind == OK:
+            if plan.effect[a] and inst.first_effect is None:
+                inst.first_effect = now
+        elif kind == TIMEOUT:
+            f.consumed = True
+            if plan.late_tracked[a] and f.finish is not None:
+                self._schedule_late(inst, f)
+        inst.sid = target
+        if inst.events is not None:
+            self._record(inst, f, now, event, target)
+        if retried:
+            inst.retries += 1
+        code = plan.outcome[target]
+        if code >= 0:
+            self._finish(inst, code, now)
+            return True
+        begin = self._begin
+        if retried and len(carry) == 1:
+            flights = [begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))]
+        elif len(carry) == 1 and carry[0] < 0:
+            flights = [begin(inst, plan.running[target][0], 1, now)]
+        else:
+            started, before = plan.running[target], inst.flights
+            assert before is not None
+            flights = [
+                begin(inst, started[j], 1, now)
+                if c < 0
+                else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                if retried and c == pos
+                else before[c]
+                for j, c in enumerate(carry)
+            ]
+        inst.flights = flights
+        if code == DECIDING:  # a choice: decided at once, the work in flight goes on
+            sid, inst.flights = self._decide(inst, target, flights, live)
+            if plan.outcome[sid] >= 0:
+                self._finish(inst, plan.outcome[sid], self.env.now)
+                return True
+        return False
 
     def _decide(
         self, inst: _Instance, sid: int, flights: list[_Flight], live: StateMachine | None
@@ -510,20 +527,30 @@ class Chunk:
         self.traced.append(_Instance(slot, self.plan.people.initial, [], []))
         return self.traced[-1]
 
-    def _instances(self) -> Generator[simpy.Event, Any, None]:
-        """Poisson arrivals into the shared system, or one instance after another."""
-        arrivals = self.plan.saga.arrivals
-        if arrivals is None:
-            for slot in range(self.n):
-                yield from self._instance(self._new(slot))
-            return
-        gaps = self.rng.exponential(1000.0 / arrivals.rate_per_s, self.n).tolist()
-        for slot, gap in enumerate(gaps):
-            yield self.env.timeout(gap)
-            self.env.process(self._instance(self._new(slot)))
+    def _next(self) -> None:
+        """Independent instances, one after another: start the next ones until one waits."""
+        while self.started < self.n:
+            self.started += 1
+            if not self._start(self._new(self.started - 1)):
+                return
+
+    def _arrive(self, timer: _Timer) -> None:
+        """A Poisson arrival into the shared system: the next is scheduled, this one starts."""
+        slot = self.started
+        self.started += 1
+        if self.started < self.n:
+            timer.callbacks = self.arrive_cbs
+            self.schedule(timer, NORMAL, self.gaps[self.started])
+        self._start(self._new(slot))
 
     def run(self, seed: int) -> Results:
-        self.env.process(self._instances())
+        if self.plan.saga.arrivals is None:
+            self._next()
+        else:
+            rate = self.plan.saga.arrivals.rate_per_s
+            self.gaps = self.rng.exponential(1000.0 / rate, self.n).tolist()
+            if self.n:
+                self.schedule(_Timer(self.arrive_cbs, None), NORMAL, self.gaps[0])
         self.env.run()
         plan, columns = self.plan, self.columns
         services = {s: ServiceStats(s, plan.saga.service(s).capacity) for s in plan.service}
@@ -546,12 +573,6 @@ class Chunk:
             containers=plan.containers,
             decisions=plan.choices,
         )
-
-
-@functools.lru_cache(maxsize=8)
-def plan(saga: Saga) -> Plan:
-    """The plan of ``saga``, once per process: later chunks reuse its tables and memos."""
-    return Plan(saga)
 
 
 def run_chunk(
