@@ -43,10 +43,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import simpy
@@ -72,6 +69,7 @@ from .planning import (
 )
 from .results import Results, ServiceStats, assemble, empty_columns
 from .traces import Span, TraceEvent
+from .waits import AnyOf, Callback, Flight, Instance, Servers, Timer
 
 __all__ = ["Chunk", "plan", "run_chunk"]
 # what the fast path and older callers import from here
@@ -82,108 +80,6 @@ __all__ += ["Ledger", "Move", "Plan"]
 #: than a chunk is likely to use (a single traced instance draws 16 at a time).
 BLOCK = 2048
 INT16_MAX, UINT16_MAX = 32767, 65535
-
-#: An event callback, as :meth:`simpy.Environment.step` calls it.
-Callback = Callable[[Any], None]
-
-
-class _Timer:
-    """A bare event: what :meth:`simpy.Environment.step` reads (``callbacks``, ``_ok``) and what
-    its callbacks need (the instance, the attempt). Lists of callbacks may be shared: the
-    environment never changes them, it only drops its reference before calling them."""
-
-    __slots__ = ("_ok", "callbacks", "flight", "inst")
-
-    def __init__(self, callbacks: list[Callback], inst: _Instance | None, flight: Any = None):
-        self.callbacks: list[Callback] | None = callbacks
-        self._ok, self.inst, self.flight = True, inst, flight
-
-
-class _Servers:
-    """A service's capacity as :class:`simpy.Resource` grants it: a FIFO of requests (bare
-    events), only its head tried when a request arrives or a release is processed; a grant
-    counts at once and is scheduled now; a release frees the server at once and is scheduled
-    now, and only its processing lets the next request in."""
-
-    __slots__ = ("capacity", "queue", "schedule", "try_cbs", "users")
-
-    def __init__(self, capacity: int, schedule: Callable[..., None]) -> None:
-        self.capacity, self.users, self.schedule = capacity, 0, schedule
-        self.queue: deque[_Timer] = deque()
-        self.try_cbs: list[Callback] = [self.try_head]
-
-    def request(self, grant: _Timer) -> None:
-        self.queue.append(grant)
-        self.try_head(None)
-
-    def try_head(self, _event: Any) -> None:
-        if self.queue and self.users < self.capacity:
-            self.users += 1
-            self.schedule(self.queue.popleft(), NORMAL, 0)
-
-    def release(self) -> None:
-        self.users -= 1
-        self.schedule(_Timer(self.try_cbs, None), NORMAL, 0)
-
-
-class _Flight:
-    """One attempt in flight: when the orchestrator sees it end and how (``due``, ``kind``);
-    the participant's outcome and when it happens (``code``, ``finish``: None until a queued
-    attempt gets its server). A queued attempt also has ``ready`` (triggered when ``due`` is
-    known), ``latency``, the ``servers`` it holds until the orchestrator takes its event, and
-    ``consumed`` (the orchestrator saw it time out)."""
-
-    __slots__ = (
-        "action", "attempt", "code", "consumed", "due", "finish", "kind", "latency", "ready",
-        "servers", "start",
-    )  # fmt: skip
-
-    def __init__(
-        self, action: int, attempt: int, start: float, due: float, kind: int,
-        finish: float | None, code: int,
-    ) -> None:  # fmt: skip
-        self.action, self.attempt, self.start, self.due = action, attempt, start, due
-        self.kind, self.finish, self.code = kind, finish, code
-        self.ready: _Timer | None = None
-        self.latency = 0.0
-        self.servers: _Servers | None = None
-        self.consumed = False
-
-
-@dataclass(slots=True, eq=False)
-class _Instance:
-    """The live state of one saga instance, shared with its late-landing callbacks."""
-
-    slot: int
-    ledger: Ledger
-    events: list[TraceEvent] | None  # None when not traced, as spans
-    spans: list[Span] | None
-    sid: int = 0
-    origin: float = 0.0  # where the instance's clock starts: outages and traces count from it
-    start: float = 0.0
-    first_effect: float | None = None
-    retries: int = 0
-    compensations: int = 0
-    calls: int = 0
-    flights: list[_Flight] | None = None  # the attempts in flight, in the state's order
-    next: _Flight | None = None  # the attempt waited for, at ``position`` in flights
-    position: int = 0
-    live: StateMachine | None = None  # the python-statemachine instance (driver="library")
-    timer: _Timer | None = None  # its wake-up, reused: an instance waits for one at a time
-
-
-class _AnyOf:
-    """``env.any_of(events)``: the first of them schedules the instance's resumption now."""
-
-    __slots__ = ("chunk", "done", "inst")
-
-    def __init__(self, chunk: Chunk, inst: _Instance) -> None:
-        self.chunk, self.inst, self.done = chunk, inst, False
-
-    def check(self, _event: Any) -> None:
-        if not self.done:
-            self.done = True
-            self.chunk.schedule(_Timer(self.chunk.resume_cbs, self.inst), NORMAL, 0)
 
 
 class Chunk:
@@ -198,7 +94,7 @@ class Chunk:
         self.env = env = simpy.Environment()
         self.schedule: Callable[..., None] = env.schedule
         self.shared = plan.saga.arrivals is not None
-        servers = {name: _Servers(cap, env.schedule) for name, cap in plan.capacity.items()}
+        servers = {name: Servers(cap, env.schedule) for name, cap in plan.capacity.items()}
         self.servers = [servers.get(s) for s in plan.service]
         self.queued = bool(servers)
         k = len(plan.names)
@@ -208,9 +104,12 @@ class Chunk:
         self.delays: list[list[float]] = [[] for _ in range(k)]
         self.attempts, self.busy, self.wait = [0] * k, [0.0] * k, [0.0] * k
         self.columns = empty_columns(n)
-        self.traced: list[_Instance] = []
+        self.traced: list[Instance] = []
         self.is_compensation, self.outages = plan.compensation, plan.outages
         self.timeout, self.late_tracked = plan.timeout, plan.late_tracked
+        # per action, looked up on every event: attempts allowed (inf: unbounded), effects
+        self.limit = [math.inf if n is None else n for n in plan.limit]
+        self.effect, self.moves, self.outcome = plan.effect, plan.moves, plan.outcome
         self.started = 0  # instances started so far
         self.gaps: list[float] = []
         # the callbacks of each kind of event, in lists shared by the events
@@ -251,7 +150,7 @@ class Chunk:
     def _in_outage(self, a: int, t: float) -> bool:
         return any(start <= t < end for start, end in self.outages[a])
 
-    def _begin(self, inst: _Instance, a: int, attempt: int, at: float) -> _Flight:
+    def _begin(self, inst: Instance, a: int, attempt: int, at: float) -> Flight:
         """Start attempt number ``attempt`` of action ``a`` at time ``at`` (now or later)."""
         if attempt > machine.MAX_ATTEMPTS:
             name, slot = self.plan.names[a], self.first + inst.slot
@@ -262,37 +161,37 @@ class Chunk:
         if self.is_compensation[a]:
             inst.compensations += 1
         if self.servers[a] is not None:
-            return self._queue(inst, _Flight(a, attempt, at, at, TIMEOUT, None, code), latency)
+            return self._queue(inst, Flight(a, attempt, at, at, TIMEOUT, None, code), latency)
         if self.outages[a] and self._in_outage(a, at - inst.origin):
             code = FAIL
         self.busy[a] += latency
         t = self.timeout[a]
         if latency > t:
-            return _Flight(a, attempt, at, at + t, TIMEOUT, at + latency, code)
-        return _Flight(a, attempt, at, at + latency, code, at + latency, code)
+            return Flight(a, attempt, at, at + t, TIMEOUT, at + latency, code)
+        return Flight(a, attempt, at, at + latency, code, at + latency, code)
 
-    def _queue(self, inst: _Instance, flight: _Flight, latency: float) -> _Flight:
+    def _queue(self, inst: Instance, flight: Flight, latency: float) -> Flight:
         """An attempt at a service with a capacity: it asks for a server at ``flight.start``;
         until it gets one, only its deadline is known."""
         flight.due, flight.latency = flight.start + self.timeout[flight.action], latency
         delay = flight.start - self.env.now
         if delay > 0:
-            flight.ready = _Timer([], inst, flight)  # scheduled when served
-            self.schedule(_Timer(self.request_cbs, inst, flight), NORMAL, delay)
+            flight.ready = Timer([], inst, flight)  # scheduled when served
+            self.schedule(Timer(self.request_cbs, inst, flight), NORMAL, delay)
         else:
             self._request(inst, flight)
         return flight
 
-    def _requested(self, event: _Timer) -> None:
+    def _requested(self, event: Timer) -> None:
         self._request(event.inst, event.flight)  # type: ignore[arg-type]
 
-    def _request(self, inst: _Instance, flight: _Flight) -> None:
-        grant = _Timer(list(self.serve_cbs), inst, flight)  # its own list: waits join it
+    def _request(self, inst: Instance, flight: Flight) -> None:
+        grant = Timer(list(self.serve_cbs), inst, flight)  # its own list: waits join it
         self.servers[flight.action].request(grant)  # type: ignore[union-attr]
         if flight.ready is None:  # asked at once: the instance can wait for the grant itself
             flight.ready = grant
 
-    def _served(self, grant: _Timer) -> None:
+    def _served(self, grant: Timer) -> None:
         """A queued attempt got its server: its outcome and finish are known now. The server is
         released when the orchestrator takes its event, or at the finish after a timeout."""
         inst, f = grant.inst, grant.flight
@@ -305,7 +204,7 @@ class Chunk:
         self.busy[a] += f.latency
         f.finish = now + f.latency
         if f.consumed or (now - f.start) + f.latency > self.timeout[a]:
-            self.schedule(_Timer(self.release_cbs, inst, f), NORMAL, f.latency)
+            self.schedule(Timer(self.release_cbs, inst, f), NORMAL, f.latency)
             if f.consumed and self.late_tracked[a]:
                 self._schedule_late(inst, f)
         else:
@@ -313,17 +212,17 @@ class Chunk:
         if f.ready is not grant and not f.consumed:
             self.schedule(f.ready, NORMAL, 0)  # the delayed request's ready succeeds
 
-    def _release_after(self, event: _Timer) -> None:
+    def _release_after(self, event: Timer) -> None:
         self.servers[event.flight.action].release()
 
-    def _schedule_late(self, inst: _Instance, f: _Flight) -> None:
+    def _schedule_late(self, inst: Instance, f: Flight) -> None:
         delay = max(f.finish - self.env.now, 0.0)  # type: ignore[operator]
-        self.schedule(_Timer(self.land_cbs, inst, f), NORMAL, delay)
+        self.schedule(Timer(self.land_cbs, inst, f), NORMAL, delay)
 
-    def _landed(self, event: _Timer) -> None:
+    def _landed(self, event: Timer) -> None:
         self._land(event.inst, event.flight)  # type: ignore[arg-type]
 
-    def _land(self, inst: _Instance, f: _Flight) -> None:
+    def _land(self, inst: Instance, f: Flight) -> None:
         """A timed-out attempt's participant outcome: it lands late, or is lost."""
         plan, a = self.plan, f.action
         name = plan.names[a]
@@ -340,7 +239,7 @@ class Chunk:
             inst.events.append(TraceEvent(t, event, plan.state_ids[inst.sid]))
 
     # --- instances: callbacks on the events they wait for
-    def _start(self, inst: _Instance) -> bool:
+    def _start(self, inst: Instance) -> bool:
         """Start ``inst`` now, with its first attempts; True if it ended at once."""
         env, plan = self.env, self.plan
         live = inst.live = plan.machine.instantiate(plan.saga) if self.library else None
@@ -356,125 +255,126 @@ class Chunk:
                 self._finish(inst, plan.outcome[sid], env.now)
                 return True
         inst.flights = flights
-        inst.timer = _Timer(self.wake_cbs, inst)
-        return self._advance(inst)
+        inst.timer = Timer(self.wake_cbs, inst)
+        return self._run(inst, None, 0)
 
-    def _advance(self, inst: _Instance) -> bool:
-        """Take the instance's events due now, until it waits or ends (then True)."""
-        env, schedule, queued = self.env, self.schedule, self.queued
+    def _woken(self, timer: Timer) -> None:
+        """The instance's wake-up: the attempt it waited for is due."""
+        inst = timer.inst
+        assert inst is not None
+        if self._run(inst, inst.next, inst.position) and not self.shared:
+            self._next()
+
+    def _resumed(self, event: Timer) -> None:
+        """An attempt the instance waited for got its server, or a deadline passed."""
+        inst = event.inst
+        assert inst is not None
+        if self._run(inst, None, 0) and not self.shared:
+            self._next()
+
+    def _run(self, inst: Instance, f: Flight | None, pos: int) -> bool:
+        """Take attempt ``f`` (at ``pos``; None: none is due yet) and each attempt due after
+        it: the machine's edge, the participants' bookkeeping, what the edge starts; until
+        the instance waits (then schedule its wake-up) or ends (then True)."""
+        env, plan, queued = self.env, self.plan, self.queued
+        moves, limits, outcomes, begin = self.moves, self.limit, self.outcome, self._begin
         while True:
-            flights = inst.flights
-            assert flights is not None
+            if f is not None:  # the orchestrator sees attempt f end
+                if f.servers is not None:
+                    f.servers.release()
+                now, a, kind = f.due, f.action, f.kind
+                if inst.live is None:
+                    pair = moves[inst.sid][pos][kind]
+                    assert pair is not None, (inst.sid, a, KINDS[kind])
+                    move = pair[0 if f.attempt < limits[a] else 1]
+                else:
+                    move = plan.fire(inst.live, inst.sid, pos, kind)
+                target, carry, retried, event, effects = move
+                if effects is not None:
+                    after = effects[1].get(inst.ledger)
+                    inst.ledger = (
+                        plan.ledger_after(effects, inst.ledger) if after is None else after
+                    )
+                if kind == OK:
+                    if inst.first_effect is None and self.effect[a]:
+                        inst.first_effect = now
+                elif kind == TIMEOUT:
+                    f.consumed = True
+                    if self.late_tracked[a] and f.finish is not None:
+                        self._schedule_late(inst, f)
+                inst.sid = target
+                if inst.events is not None:
+                    self._record(inst, f, now, event, target)
+                code = outcomes[target]
+                if retried:
+                    inst.retries += 1
+                if code >= 0:
+                    self._finish(inst, code, now)
+                    return True
+                if len(carry) == 1 and (retried or carry[0] < 0):
+                    if retried:
+                        g = begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                    else:
+                        g = begin(inst, plan.running[target][0], 1, now)
+                    inst.flights = flights = [g]
+                else:
+                    started, before = plan.running[target], inst.flights
+                    assert before is not None
+                    inst.flights = flights = [
+                        begin(inst, started[j], 1, now)
+                        if c < 0
+                        else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                        if retried and c == pos
+                        else before[c]
+                        for j, c in enumerate(carry)
+                    ]
+                if code == DECIDING:  # a choice: decided at once, the work in flight goes on
+                    sid, inst.flights = self._decide(inst, target, flights, inst.live)
+                    if outcomes[sid] >= 0:
+                        self._finish(inst, outcomes[sid], env.now)
+                        return True
+            # the next attempt due; wake up earlier when a queued one gets its server
+            flights = inst.flights  # type: ignore[assignment]
             f, pos = flights[0], 0
-            if len(flights) > 1:
+            if len(flights) == 1:
+                if queued and f.finish is None and f.ready is not None and f.due > env.now:
+                    self._wait_any(inst, [f.ready], f.due)
+                    return False
+            else:
                 for j, g in enumerate(flights):
                     if g.due < f.due:
                         f, pos = g, j
-            if queued:  # wake up when a queued attempt gets its server, or at the first due
-                waits = [g.ready for g in flights if g.finish is None and g.ready is not None]
-                if waits and f.due > env.now:
-                    self._wait_any(inst, waits, f.due)
-                    return False
+                if queued:
+                    waits = [g.ready for g in flights if g.finish is None and g.ready is not None]
+                    if waits and f.due > env.now:
+                        self._wait_any(inst, waits, f.due)
+                        return False
             delay = f.due - env.now
             if delay > 0:
                 inst.next, inst.position = f, pos
                 timer = inst.timer
                 assert timer is not None
                 timer.callbacks = self.wake_cbs
-                schedule(timer, NORMAL, delay)
+                self.schedule(timer, NORMAL, delay)
                 return False
-            if self._take(inst, f, pos):
-                return True
 
-    def _wait_any(self, inst: _Instance, waits: list[_Timer], due: float) -> None:
+    def _wait_any(self, inst: Instance, waits: list[Timer], due: float) -> None:
         """Wait for the first of ``waits`` and, if finite, the deadline ``due``: as a process
         yielding the one event, or ``env.any_of`` them (resumed one event later)."""
         if due < math.inf:
-            deadline = _Timer([], inst)
+            deadline = Timer([], inst)
             self.schedule(deadline, NORMAL, due - self.env.now)
             waits.append(deadline)
         if len(waits) == 1:
             waits[0].callbacks.append(self._resumed)  # type: ignore[union-attr]
             return
-        check = _AnyOf(self, inst).check
+        check = AnyOf(self, inst).check
         for event in waits:
             event.callbacks.append(check)  # type: ignore[union-attr]
 
-    def _woken(self, timer: _Timer) -> None:
-        """The instance's wake-up: the attempt it waited for is due."""
-        inst = timer.inst
-        assert inst is not None and inst.next is not None
-        if (self._take(inst, inst.next, inst.position) or self._advance(inst)) and not self.shared:
-            self._next()
-
-    def _resumed(self, event: _Timer) -> None:
-        """An attempt the instance waited for got its server, or a deadline passed."""
-        inst = event.inst
-        assert inst is not None
-        if self._advance(inst) and not self.shared:
-            self._next()
-
-    def _take(self, inst: _Instance, f: _Flight, pos: int) -> bool:
-        """The orchestrator sees attempt ``f`` (at ``pos``) end: take the machine's edge, start
-        what it starts; True if the instance ended."""
-        plan = self.plan
-        if f.servers is not None:
-            f.servers.release()
-        now, a, kind = f.due, f.action, f.kind
-        sid, live = inst.sid, inst.live
-        if live is None:
-            limit = plan.limit[a]
-            pair = plan.moves[sid][pos][kind]
-            assert pair is not None, (plan.state_ids[sid], plan.names[a], KINDS[kind])
-            move = pair[0 if limit is None or f.attempt < limit else 1]
-        else:
-            move = plan.fire(live, sid, pos, kind)
-        target, carry, retried, event, effects = move
-        if effects is not None:
-            inst.ledger = plan.ledger_after(effects, inst.ledger)
-        if kind == OK:
-            if plan.effect[a] and inst.first_effect is None:
-                inst.first_effect = now
-        elif kind == TIMEOUT:
-            f.consumed = True
-            if plan.late_tracked[a] and f.finish is not None:
-                self._schedule_late(inst, f)
-        inst.sid = target
-        if inst.events is not None:
-            self._record(inst, f, now, event, target)
-        if retried:
-            inst.retries += 1
-        code = plan.outcome[target]
-        if code >= 0:
-            self._finish(inst, code, now)
-            return True
-        begin = self._begin
-        if retried and len(carry) == 1:
-            flights = [begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))]
-        elif len(carry) == 1 and carry[0] < 0:
-            flights = [begin(inst, plan.running[target][0], 1, now)]
-        else:
-            started, before = plan.running[target], inst.flights
-            assert before is not None
-            flights = [
-                begin(inst, started[j], 1, now)
-                if c < 0
-                else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
-                if retried and c == pos
-                else before[c]
-                for j, c in enumerate(carry)
-            ]
-        inst.flights = flights
-        if code == DECIDING:  # a choice: decided at once, the work in flight goes on
-            sid, inst.flights = self._decide(inst, target, flights, live)
-            if plan.outcome[sid] >= 0:
-                self._finish(inst, plan.outcome[sid], self.env.now)
-                return True
-        return False
-
     def _decide(
-        self, inst: _Instance, sid: int, flights: list[_Flight], live: StateMachine | None
-    ) -> tuple[int, list[_Flight]]:
+        self, inst: Instance, sid: int, flights: list[Flight], live: StateMachine | None
+    ) -> tuple[int, list[Flight]]:
         """Draw the branch of the choice state ``sid`` decides, and of each choice reached
         after it at once; return the state they lead to and the attempts in flight there
         (those already in flight, and the first of what starts)."""
@@ -499,14 +399,14 @@ class Chunk:
             sid = target
         return sid, flights
 
-    def _record(self, inst: _Instance, f: _Flight, now: float, event: str, target: int) -> None:
+    def _record(self, inst: Instance, f: Flight, now: float, event: str, target: int) -> None:
         assert inst.events is not None and inst.spans is not None
         plan, t, a = self.plan, inst.origin, f.action
         inst.events.append(TraceEvent(now - t, event, plan.state_ids[target]))
         name, kind, compensation = plan.names[a], KINDS[f.kind], plan.compensation[a]
         inst.spans.append(Span(name, f.attempt, f.start - t, now - t, kind, compensation))
 
-    def _finish(self, inst: _Instance, outcome: int, now: float) -> None:
+    def _finish(self, inst: Instance, outcome: int, now: float) -> None:
         slot, columns = inst.slot, self.columns
         columns["outcome"][slot] = outcome
         columns["latency_ms"][slot] = now - inst.start
@@ -521,10 +421,10 @@ class Chunk:
             window = now - inst.first_effect
         columns["window_ms"][slot] = window
 
-    def _new(self, slot: int) -> _Instance:
+    def _new(self, slot: int) -> Instance:
         if self.first + slot >= self.trace_limit:
-            return _Instance(slot, self.plan.people.initial, None, None)
-        self.traced.append(_Instance(slot, self.plan.people.initial, [], []))
+            return Instance(slot, self.plan.people.initial, None, None)
+        self.traced.append(Instance(slot, self.plan.people.initial, [], []))
         return self.traced[-1]
 
     def _next(self) -> None:
@@ -534,7 +434,7 @@ class Chunk:
             if not self._start(self._new(self.started - 1)):
                 return
 
-    def _arrive(self, timer: _Timer) -> None:
+    def _arrive(self, timer: Timer) -> None:
         """A Poisson arrival into the shared system: the next is scheduled, this one starts."""
         slot = self.started
         self.started += 1
@@ -550,7 +450,7 @@ class Chunk:
             rate = self.plan.saga.arrivals.rate_per_s
             self.gaps = self.rng.exponential(1000.0 / rate, self.n).tolist()
             if self.n:
-                self.schedule(_Timer(self.arrive_cbs, None), NORMAL, self.gaps[0])
+                self.schedule(Timer(self.arrive_cbs, None), NORMAL, self.gaps[0])
         self.env.run()
         plan, columns = self.plan, self.columns
         services = {s: ServiceStats(s, plan.saga.service(s).capacity) for s in plan.service}
