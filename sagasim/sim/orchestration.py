@@ -110,6 +110,7 @@ class Chunk:
         # per action, looked up on every event: attempts allowed (inf: unbounded), effects
         self.limit = [math.inf if n is None else n for n in plan.limit]
         self.effect, self.moves, self.outcome = plan.effect, plan.moves, plan.outcome
+        self.static = list(zip(self.servers, self.outages, self.timeout, self.is_compensation))
         self.started = 0  # instances started so far
         self.gaps: list[float] = []
         # the callbacks of each kind of event, in lists shared by the events
@@ -158,14 +159,14 @@ class Chunk:
         latency, code = (self.draws[a] or self._refill(a)).pop()
         self.attempts[a] += 1
         inst.calls += 1
-        if self.is_compensation[a]:
+        servers, outages, t, compensation = self.static[a]
+        if compensation:
             inst.compensations += 1
-        if self.servers[a] is not None:
+        if servers is not None:
             return self._queue(inst, Flight(a, attempt, at, at, TIMEOUT, None, code), latency)
-        if self.outages[a] and self._in_outage(a, at - inst.origin):
+        if outages and any(start <= at - inst.origin < end for start, end in outages):
             code = FAIL
         self.busy[a] += latency
-        t = self.timeout[a]
         if latency > t:
             return Flight(a, attempt, at, at + t, TIMEOUT, at + latency, code)
         return Flight(a, attempt, at, at + latency, code, at + latency, code)
