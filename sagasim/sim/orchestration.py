@@ -277,24 +277,23 @@ class Chunk:
         """Take attempt ``f`` (at ``pos``; None: none is due yet) and each attempt due after
         it: the machine's edge, the participants' bookkeeping, what the edge starts; until
         the instance waits (then schedule its wake-up) or ends (then True)."""
-        env, plan, queued = self.env, self.plan, self.queued
-        moves, limits, outcomes, begin = self.moves, self.limit, self.outcome, self._begin
+        env = self.env  # nothing else bound: most calls take one attempt
         while True:
             if f is not None:  # the orchestrator sees attempt f end
                 if f.servers is not None:
                     f.servers.release()
                 now, a, kind = f.due, f.action, f.kind
                 if inst.live is None:
-                    pair = moves[inst.sid][pos][kind]
+                    pair = self.moves[inst.sid][pos][kind]
                     assert pair is not None, (inst.sid, a, KINDS[kind])
-                    move = pair[0 if f.attempt < limits[a] else 1]
+                    move = pair[0 if f.attempt < self.limit[a] else 1]
                 else:
-                    move = plan.fire(inst.live, inst.sid, pos, kind)
+                    move = self.plan.fire(inst.live, inst.sid, pos, kind)
                 target, carry, retried, event, effects = move
                 if effects is not None:
                     after = effects[1].get(inst.ledger)
                     inst.ledger = (
-                        plan.ledger_after(effects, inst.ledger) if after is None else after
+                        self.plan.ledger_after(effects, inst.ledger) if after is None else after
                     )
                 if kind == OK:
                     if inst.first_effect is None and self.effect[a]:
@@ -306,7 +305,7 @@ class Chunk:
                 inst.sid = target
                 if inst.events is not None:
                     self._record(inst, f, now, event, target)
-                code = outcomes[target]
+                code = self.outcome[target]
                 if retried:
                     inst.retries += 1
                 if code >= 0:
@@ -314,38 +313,38 @@ class Chunk:
                     return True
                 if len(carry) == 1 and (retried or carry[0] < 0):
                     if retried:
-                        g = begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                        g = self._begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
                     else:
-                        g = begin(inst, plan.running[target][0], 1, now)
+                        g = self._begin(inst, self.plan.running[target][0], 1, now)
                     inst.flights = flights = [g]
                 else:
-                    started, before = plan.running[target], inst.flights
+                    started, before = self.plan.running[target], inst.flights
                     assert before is not None
                     inst.flights = flights = [
-                        begin(inst, started[j], 1, now)
+                        self._begin(inst, started[j], 1, now)
                         if c < 0
-                        else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                        else self._begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
                         if retried and c == pos
                         else before[c]
                         for j, c in enumerate(carry)
                     ]
                 if code == DECIDING:  # a choice: decided at once, the work in flight goes on
                     sid, inst.flights = self._decide(inst, target, flights, inst.live)
-                    if outcomes[sid] >= 0:
-                        self._finish(inst, outcomes[sid], env.now)
+                    if self.outcome[sid] >= 0:
+                        self._finish(inst, self.outcome[sid], env.now)
                         return True
-            # the next attempt due; wake up earlier when a queued one gets its server
+            # the next attempt due; wake up earlier when a self.queued one gets its server
             flights = inst.flights  # type: ignore[assignment]
             f, pos = flights[0], 0
             if len(flights) == 1:
-                if queued and f.finish is None and f.ready is not None and f.due > env.now:
+                if self.queued and f.finish is None and f.ready is not None and f.due > env.now:
                     self._wait_any(inst, [f.ready], f.due)
                     return False
             else:
                 for j, g in enumerate(flights):
                     if g.due < f.due:
                         f, pos = g, j
-                if queued:
+                if self.queued:
                     waits = [g.ready for g in flights if g.finish is None and g.ready is not None]
                     if waits and f.due > env.now:
                         self._wait_any(inst, waits, f.due)
