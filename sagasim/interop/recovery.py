@@ -235,8 +235,12 @@ class Recovery:
         states = {**self.b.root.flow.states, **self.b.flow.states}
         for undoer in self.undo.values():
             for catcher in undoer.catchers:
-                target = states.get(catcher.target)
+                target, seen = states.get(catcher.target), set()
                 while target is not None and target.kind == "call" and not target.effects:
+                    if target.name in seen:  # Pass states going round: no Fail is reached
+                        target = None
+                        break
+                    seen.add(target.name)
                     target = states.get(target.next or "")  # Pass states on the way
                 if target is None or target.kind not in ("fail", "trigger"):
                     got = target.name if target is not None else "the end"
