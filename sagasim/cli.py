@@ -312,13 +312,15 @@ def _with_rates(saga: Saga, file: str) -> Saga:
     from .exceptions import SagaDefinitionError
     from .io import apply_overrides
     from .io import yaml as _yaml
+    from .io.values import expected
 
     if not Path(file).is_file():
         raise UsageError(f"{file}: no such file (--rates takes a YAML file of PATH: VALUE)")
     data, lines = _yaml.parse(_yaml.read_text(file), file)
     if not isinstance(data, dict):
         what = "a mapping of PATH: VALUE, such as reserve_flight.failure: 0.02"
-        raise SagaDefinitionError(f"expected {what}, got {type(data).__name__}", file=file, line=1)
+        message = expected(what, data, "").message
+        raise SagaDefinitionError(message, file=file, line=1)
     for key, value in data.items():
         try:
             saga = apply_overrides(saga, [f"{key}={json.dumps(value)}"])

@@ -439,6 +439,13 @@ def test_import_lists_its_assumptions_and_rates_override_them(tmp_path: Path) ->
     assert (
         bad.stderr.strip().splitlines()[-1].startswith(f"{rates}:1: call_api.rejcet: unknown key")
     )
+    rates.write_text("- 0.25\n")
+    listed = sagasim("analyze", str(source), "--rates", str(rates))
+    assert listed.returncode == 2
+    assert listed.stderr.strip().splitlines()[-1] == (
+        f"{rates}:1: expected a mapping of PATH: VALUE, such as reserve_flight.failure: 0.02,"
+        " got a list"
+    )
 
 
 def test_import_writes_the_sub_sagas_beside_the_model_and_never_overwrites(tmp_path: Path) -> None:
