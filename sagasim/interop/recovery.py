@@ -9,19 +9,18 @@ Examples
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..exceptions import SagaDefinitionError
-from ..model.saga import Choice, Compensation, Entry, Map, Parallel, Step, SubSaga
+from ..model.saga import Compensation, Entry, Step, SubSaga, rebuild
 from .common import snake_case
 from .flow import END, Chain, Flow, Node, Unit
 
 if TYPE_CHECKING:
     from .structure import Builder
 
-__all__ = ["NOTE_WORDS", "UNDO_WORDS", "Recovery", "rebuild_here"]
+__all__ = ["NOTE_WORDS", "UNDO_WORDS", "Recovery"]
 
 #: Words that start the name of a state undoing another (``CancelFlight``, ``RefundPayment``).
 UNDO_WORDS = re.compile(
@@ -98,7 +97,7 @@ class Recovery:
                 return replace(entry, compensation=comp)
             return replace(entry, compensation=comp, compensate_on_failure=key in self.own)
 
-        return rebuild_here(built, change)
+        return rebuild(built, change, sub_sagas=False)
 
     def infer(self) -> None:
         b = self.b
@@ -116,6 +115,7 @@ class Recovery:
             and not any(b.units[k].undoable for k in first.before)
         )
         known: set[str] = set()
+        forward = self.forward_only()
         for unit in units:
             chain = chains[unit.node.path]
             chain = chain[: len(chain) - len(epilogue)]
@@ -159,7 +159,7 @@ class Recovery:
                     and _defined(self.undo[k]) in copies
                 )
             ]
-            if missing and unit.node.path not in self.forward_only():
+            if missing and unit.node.path not in forward:
                 raise SagaDefinitionError(
                     f"expected the Catch of {unit.node.name} to run the compensation of every "
                     f"step before it, got none of {_names(tuple(missing))} (backward recovery "
@@ -176,14 +176,11 @@ class Recovery:
     def uncaught(self) -> None:
         """A Task without a Catch after steps with compensations: Step Functions ends the
         execution with their effects in place, sagasim recovers backward; say so."""
-        b = self.b
+        b, forward = self.b, self.forward_only()
         for unit in (u for u in b.units.values() if u.flow is b.flow):
             if unit.node.catchers or not (unit.undoable or unit.node.kind in ("saga", "map")):
                 continue  # a Pass or a Wait cannot fail
-            if (
-                any(k in self.undo for k in unit.before)
-                and unit.node.path not in self.forward_only()
-            ):
+            if any(k in self.undo for k in unit.before) and unit.node.path not in forward:
                 b.assumed.append(
                     f"{unit.name}: no Catch, so its failure runs backward recovery here (Step "
                     "Functions would end the execution with the earlier steps' effects in place:"
@@ -351,21 +348,6 @@ def _line(flow: Flow) -> list[Node]:
 
 def _defined(node: Node) -> str:
     return node.definition or repr(sorted(node.fields.items()))
-
-
-def rebuild_here(entries: tuple[Entry, ...], change: Callable[[Entry], Entry]) -> tuple[Entry, ...]:
-    """Like :func:`~sagasim.model.rebuild`, but sub-sagas (their own names) are left alone."""
-    out: list[Entry] = []
-    for entry in entries:
-        if isinstance(entry, Parallel):
-            entry = replace(entry, branches=tuple(rebuild_here(x, change) for x in entry.branches))
-        elif isinstance(entry, Choice):
-            ways = tuple(replace(w, steps=rebuild_here(w.steps, change)) for w in entry.branches)
-            entry = replace(entry, branches=ways)
-        elif isinstance(entry, Map):
-            entry = replace(entry, steps=rebuild_here(entry.steps, change))
-        out.append(change(entry))
-    return tuple(out)
 
 
 def _names(names: tuple[str, ...]) -> str:

@@ -39,11 +39,12 @@ from ..model.saga import (
     SubSaga,
     Succeed,
     blocks_of,
+    rebuild,
     walk,
 )
 from .common import Names, snake_case
 from .flow import END, ITEMS, LOOP_BOUND, Catcher, Chain, Flow, Node, Rule, Unit
-from .recovery import Recovery, rebuild_here
+from .recovery import Recovery
 
 __all__ = ["Builder", "entries"]
 
@@ -314,7 +315,7 @@ class Builder:
                 )
             return replace(entry, max_visits=entry.max_visits or LOOP_BOUND)
 
-        return rebuild_here(built, bound)
+        return rebuild(built, bound, sub_sagas=False)
 
     def check_reached(self) -> None:
         """Every state is placed, run by a Catch, undoes one, or ends: none is left over."""

@@ -324,9 +324,12 @@ def line_of(saga: Saga) -> list[tuple[tuple[Step, ...], ...]]:
     ]
 
 
-def rebuild(entries: tuple[Entry, ...], change: Callable[[Entry], Entry]) -> tuple[Entry, ...]:
+def rebuild(
+    entries: tuple[Entry, ...], change: Callable[[Entry], Entry], *, sub_sagas: bool = True
+) -> tuple[Entry, ...]:
     """``entries`` rebuilt bottom-up: the step lists inside each entry first, then the entry
-    itself passed through ``change``.
+    itself passed through ``change``; with ``sub_sagas=False`` a sub-saga's own steps are left
+    as they are (they have names of their own), the sub-saga itself still passed through.
 
     >>> steps = rebuild((Step(name="a"), Parallel(branches=((Step(name="b"),),))),
     ...                 lambda e: replace(e, failure=0.5) if isinstance(e, Step) else e)
@@ -334,16 +337,19 @@ def rebuild(entries: tuple[Entry, ...], change: Callable[[Entry], Entry]) -> tup
     [0.5, 0.5]
     """
 
+    def again(block: tuple[Entry, ...]) -> tuple[Entry, ...]:
+        return rebuild(block, change, sub_sagas=sub_sagas)
+
     def one(entry: Entry) -> Entry:
         if isinstance(entry, Parallel):
-            entry = replace(entry, branches=tuple(rebuild(b, change) for b in entry.branches))
+            entry = replace(entry, branches=tuple(again(b) for b in entry.branches))
         elif isinstance(entry, Choice):
-            ways = tuple(replace(b, steps=rebuild(b.steps, change)) for b in entry.branches)
+            ways = tuple(replace(b, steps=again(b.steps)) for b in entry.branches)
             entry = replace(entry, branches=ways)
         elif isinstance(entry, Map):
-            entry = replace(entry, steps=rebuild(entry.steps, change))
-        elif isinstance(entry, SubSaga):
-            child = replace(entry.saga, steps=rebuild(entry.saga.steps, change))
+            entry = replace(entry, steps=again(entry.steps))
+        elif isinstance(entry, SubSaga) and sub_sagas:
+            child = replace(entry.saga, steps=again(entry.saga.steps))
             entry = replace(entry, saga=child)
         return change(entry)
 
