@@ -61,7 +61,7 @@ from .common import (
     read_retry,
     snake_case,
 )
-from .flow import Catcher, Flow, Node, Rule
+from .flow import Flow, Node, Rule, read_catchers
 from .structure import entries
 
 __all__ = ["from_asl"]
@@ -154,13 +154,19 @@ class _Reader:
             kind = state.get("Type") if isinstance(state, dict) else state
             raise bad(f"a state whose Type is one of {', '.join(_TYPES)}", kind, f"{path}.Type")
         kind, flags = state["Type"], comment_flags(state, path)
-        node = Node(name, path, "call", next=_next(state, path), catchers=_catchers(state, path))
+        node = Node(
+            name,
+            path,
+            "call",
+            next=_next(state, path),
+            catchers=read_catchers(state, path, "ErrorEquals", "States.ALL"),
+        )
         node.definition = json.dumps(
             {k: v for k, v in state.items() if k not in ("Next", "End", "Comment")}, sort_keys=True
         )
         if kind in ("Parallel", "Map") and "Retry" in state:
             self.assumed.append(
-                f"{_model(name)}: the Retry on a {kind} state is not read (sagasim retries "
+                f"{snake_case(name)}: the Retry on a {kind} state is not read (sagasim retries "
                 "steps, not groups: put it on the Tasks inside)"
             )
         if kind in ("Succeed", "Fail"):
@@ -208,7 +214,7 @@ class _Reader:
         if resource.endswith(".waitForTaskToken"):
             self.assumed.append(
                 f"{node.name}: a callback task (.waitForTaskToken): its latency is the wait for "
-                "the answer (measure it: --set NAME.latency=...)".replace("NAME", _model(node.name))
+                f"the answer (measure it: --set {snake_case(node.name)}.latency=...)"
             )
         if "read_only" in flags or _READS.search(resource):
             node.effects = False
@@ -224,7 +230,7 @@ class _Reader:
             )
             if key == "HeartbeatSeconds":
                 self.assumed.append(
-                    f"{_model(name)}: HeartbeatSeconds read as its timeout (no heartbeats are "
+                    f"{snake_case(name)}: HeartbeatSeconds read as its timeout (no heartbeats are "
                     "modelled: the call times out when no answer comes in that time)"
                 )
         rules = state.get("Retry")
@@ -236,8 +242,8 @@ class _Reader:
                     if isinstance(r, dict)
                 ]
                 self.assumed.append(
-                    f"{_model(name)}: {len(rules)} Retry rules, one retry policy: the first one's "
-                    f"(the others, for {'; '.join(errors)}, are not read)"
+                    f"{snake_case(name)}: {len(rules)} Retry rules, one retry policy: the first "
+                    f"one's (the others, for {'; '.join(errors)}, are not read)"
                 )
                 rules = rules[:1]
             fields["retry"] = read_retry(
@@ -250,8 +256,8 @@ class _Reader:
             seconds = read_number(state["Seconds"], f"{path}.Seconds", 0, "a number")
             return {"latency": Constant(value_ms=milliseconds(seconds))}
         self.assumed.append(
-            f"{_model(name)}: waits for a time the input gives: latency 0 (set with --set "
-            f"{_model(name)}.latency=...)"
+            f"{snake_case(name)}: waits for a time the input gives: latency 0 (set with --set "
+            f"{snake_case(name)}.latency=...)"
         )
         return {}
 
@@ -290,7 +296,8 @@ class _Reader:
             node.items = counts[0] if len(counts) == 1 else counts
         if "ToleratedFailurePercentage" in state or "ToleratedFailureCount" in state:
             self.assumed.append(
-                f"{_model(node.name)}: tolerates failed items; sagasim stops the map at the first"
+                f"{snake_case(node.name)}: tolerates failed items; sagasim stops the map at the "
+                "first"
             )
 
     def nested(self, name: str, state: Mapping[str, Any], path: str) -> SubSaga | None:
@@ -299,13 +306,9 @@ class _Reader:
         found = re.search(r":stateMachine:([\w-]+)$", arn) if isinstance(arn, str) else None
         if found is None or self.lookup is None:
             why = "its machine is not named in the file" if found is None else "no lookup given"
-            self.assumed.append(f"{_model(name)}: a nested execution read as one step ({why})")
+            self.assumed.append(f"{snake_case(name)}: a nested execution read as one step ({why})")
             return None
         return self.lookup(found.group(1), f"{path}.Parameters.StateMachineArn")
-
-
-def _model(name: str) -> str:
-    return snake_case(name)
 
 
 def _probability(rule: Mapping[str, Any], path: str) -> float | None:
@@ -330,22 +333,6 @@ def _next(state: Mapping[str, Any], path: str) -> str | None:
     if not isinstance(following, str):
         raise bad("Next (the name of a state) or End: true", following, f"{path}.Next")
     return following
-
-
-def _catchers(state: Mapping[str, Any], path: str) -> list[Catcher]:
-    found = state.get("Catch", [])
-    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
-        raise bad(
-            "a list of catchers such as {ErrorEquals: [...], Next: State}", found, f"{path}.Catch"
-        )
-    out = []
-    for i, catcher in enumerate(found):
-        target = catcher.get("Next", ABSENT)
-        if not isinstance(target, str):
-            raise bad("the name of a state", target, f"{path}.Catch[{i}].Next")
-        errors = catcher.get("ErrorEquals") or ["States.ALL"]
-        out.append(Catcher(", ".join(map(str, errors)), target, f"{path}.Catch[{i}]"))
-    return out
 
 
 def from_asl(

@@ -23,13 +23,14 @@ assumption is appended to :attr:`Flow.assumed` in words that say how to change i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..model.saga import SubSaga
-from .common import Names
+from .common import ABSENT, Names, bad
 
-__all__ = ["END", "Catcher", "Flow", "Node", "Rule", "Unit"]
+__all__ = ["END", "Catcher", "Flow", "Node", "Rule", "Unit", "read_catchers"]
 
 Kind = Literal["call", "choice", "fail", "succeed", "parallel", "map", "saga", "trigger"]
 #: Where a flow ends well (``End: true``, a Seata state without ``Next``).
@@ -126,3 +127,25 @@ class Unit:
     def undoable(self) -> bool:
         """A compensation can undo it: a call with effects, or a group."""
         return self.node.kind == "parallel" or (self.node.kind == "call" and self.node.effects)
+
+
+def read_catchers(state: Mapping[str, Any], path: str, errors: str, caught: str) -> list[Catcher]:
+    """A state's ``Catch`` list: each entry's ``Next`` and the ``errors`` key's list (``caught``
+    where it is missing), the way both engines write it.
+
+    >>> read_catchers({"Catch": [{"Exceptions": ["Boom"], "Next": "Undo"}]}, "States.A",
+    ...               "Exceptions", "java.lang.Throwable")
+    [Catcher(errors='Boom', target='Undo', path='States.A.Catch[0]')]
+    """
+    found = state.get("Catch", [])
+    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
+        what = f"a list of catchers such as {{{errors}: [...], Next: State}}"
+        raise bad(what, found, f"{path}.Catch")
+    out = []
+    for i, catcher in enumerate(found):
+        target = catcher.get("Next", ABSENT)
+        if not isinstance(target, str):
+            raise bad("the name of a state", target, f"{path}.Catch[{i}].Next")
+        names = catcher.get(errors) or [caught]
+        out.append(Catcher(", ".join(map(str, names)), target, f"{path}.Catch[{i}]"))
+    return out

@@ -246,10 +246,12 @@ def _names_of(file: str) -> list[tuple[str, tuple[int, ...]]]:
         data = props.get("StateMachine") if isinstance(props, dict) else None
         if not isinstance(data, dict):
             return []
-    elif detect_format(data) == "asl":
-        return [(os.path.basename(file).split(".")[0], ())]
-    elif detect_format(data) != "seata":
-        return []
+    else:
+        found = detect_format(data)
+        if found == "asl":
+            return [(os.path.basename(file).split(".")[0], ())]
+        if found != "seata":
+            return []
     title, version = data.get("Name"), str(data.get("Version", ""))
     numbers = tuple(int(n) for n in re.findall(r"\d+", version))
     return [(title, numbers)] if isinstance(title, str) else []

@@ -66,7 +66,7 @@ from .common import (
     read_retry,
     snake_case,
 )
-from .flow import Catcher, Flow, Node, Rule
+from .flow import Flow, Node, Rule, read_catchers
 from .structure import entries
 
 __all__ = ["from_seata"]
@@ -97,7 +97,13 @@ class _Reader:
         following = state.get("Next")
         if following is not None and not isinstance(following, str):
             raise bad("the name of a state", following, f"{path}.Next")
-        node = Node(name, path, "call", next=following, catchers=_catchers(state, path))
+        node = Node(
+            name,
+            path,
+            "call",
+            next=following,
+            catchers=read_catchers(state, path, "Exceptions", "java.lang.Throwable"),
+        )
         if kind in ("Succeed", "Fail"):
             node.kind, node.next = ("succeed" if kind == "Succeed" else "fail"), None
         elif kind == "CompensationTrigger":
@@ -199,20 +205,6 @@ class _Reader:
             concurrency=parallel,
             undo=node.undo,  # the item's: so the state undoing it counts as reached
         )
-
-
-def _catchers(state: Mapping[str, Any], path: str) -> list[Catcher]:
-    found = state.get("Catch", [])
-    if not isinstance(found, list) or not all(isinstance(c, dict) for c in found):
-        raise bad("a list of catches such as {Exceptions: [...], Next: State}", found, path)
-    out = []
-    for i, catcher in enumerate(found):
-        target = catcher.get("Next", ABSENT)
-        if not isinstance(target, str):
-            raise bad("the name of a state", target, f"{path}.Catch[{i}].Next")
-        errors = catcher.get("Exceptions") or ["java.lang.Throwable"]
-        out.append(Catcher(", ".join(map(str, errors)), target, f"{path}.Catch[{i}]"))
-    return out
 
 
 def _action(state: Mapping[str, Any], path: str) -> dict[str, Any]:
