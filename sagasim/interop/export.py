@@ -30,7 +30,8 @@ from ..model.saga import (
     walk,
 )
 from .common import MAX_ATTEMPTS
-from .tasks import catchers, pascal_case, seconds, step_comment, task
+from .export_graph import Graph, closed, graph_asl
+from .tasks import catchers, pascal_case, seconds, step_comment, task, unique
 
 A = TypeVar("A", bound=Action)
 
@@ -38,16 +39,8 @@ A = TypeVar("A", bound=Action)
 class _Writer:
     def __init__(self, saga: Saga) -> None:
         self.taken: set[str] = set()
-        self.state = {a.name: self.unique(pascal_case(a.name)) for a in saga.actions()}
+        self.state = {a.name: unique(self.taken, pascal_case(a.name)) for a in saga.actions()}
         self.states: dict[str, Any] = {}
-
-    def unique(self, name: str) -> str:
-        taken, count = name, 1
-        while taken in self.taken:
-            count += 1
-            taken = f"{name}{count}"
-        self.taken.add(taken)
-        return taken
 
     def step(self, step: Step, catch: str | None, then: str | None, keep: bool) -> dict[str, Any]:
         comment = step_comment(step, dropped=not keep)
@@ -77,10 +70,12 @@ class _Writer:
                     continue
                 plain = self.state[comp.name]
                 undo[b].append(
-                    (comp, step.name, plain if last else self.unique(f"{plain}After{name}"))
+                    (comp, step.name, plain if last else unique(self.taken, f"{plain}After{name}"))
                 )
                 if not last:
-                    fail = self.unique(f"{name}Branch{b + 1}Failed") if inner is None else None
+                    fail = (
+                        unique(self.taken, f"{name}Branch{b + 1}Failed") if inner is None else None
+                    )
                     if fail is not None:
                         states[fail] = {"Type": "Fail", "Error": "BranchCompensated"}
                     comment = f"undoes {step.name}"
@@ -97,7 +92,7 @@ class _Writer:
         self.states[name] = state | {"Next": then}
         if not keep or not any(undo):
             return head
-        undo_name, undo_branches = self.unique(f"Undo{name}"), []
+        undo_name, undo_branches = unique(self.taken, f"Undo{name}"), []
         for b, chain in enumerate(undo):
             chain = chain[::-1]
             states = {}
@@ -106,7 +101,7 @@ class _Writer:
                 comment = f"undoes {undoes}"
                 states[state_name] = task(comp, comment=comment, catch=None, then=following)
             if not chain:
-                states[self.unique(f"{undo_name}Branch{b + 1}Nothing")] = {
+                states[unique(self.taken, f"{undo_name}Branch{b + 1}Nothing")] = {
                     "Type": "Pass",
                     "End": True,
                 }
@@ -150,15 +145,13 @@ def to_asl(saga: Saga) -> dict[str, Any]:
         message = "expected reverse, got parallel (a Catch chain undoes one step after another)"
         raise SagaDefinitionError(message, path="compensation_order")
     if saga.is_graph:
-        from .export_graph import graph_asl  # it builds on this module's helpers
-
         return graph_asl(saga)
     writer = _Writer(saga)
-    fail, succeed = writer.unique("Compensated"), writer.unique("Committed")
+    fail, succeed = unique(writer.taken, "Compensated"), unique(writer.taken, "Committed")
     pivot = saga.pivot_index
     last = len(saga.steps) - 1 if pivot is None else pivot
     names = [
-        writer.state[e.name] if isinstance(e, Step) else writer.unique(f"Parallel{i + 1}")
+        writer.state[e.name] if isinstance(e, Step) else unique(writer.taken, f"Parallel{i + 1}")
         for i, e in enumerate(saga.steps)
     ]
     head = fail
@@ -277,8 +270,6 @@ def structural(saga: Saga) -> Saga:
 def _graph_structural(saga: Saga) -> Saga:
     """:func:`structural` of a graph saga: what
     :func:`~sagasim.interop.export_graph.graph_asl` writes of it."""
-    from .export_graph import Graph  # it builds on this module
-
     graph = Graph(saga)
     graph.write()
 
@@ -354,8 +345,6 @@ def _hoist(choice: Choice, rest: list[Entry]) -> tuple[Choice, tuple[Entry, ...]
     its branches but one never reach their end: with the others failing or jumping, that
     one's steps come after the choice (returned); with one ending the saga (``succeed``), the
     ``rest`` of the list goes into that one (True)."""
-    from .export_graph import closed
-
     open_ = [b for b, way in enumerate(choice.branches) if not closed(way.steps)]
     if len(open_) != 1:
         return choice, (), False

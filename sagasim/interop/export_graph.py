@@ -61,7 +61,7 @@ from ..model.saga import (
     Succeed,
     walk,
 )
-from .tasks import catchers, pascal_case, step_comment, task
+from .tasks import catchers, pascal_case, step_comment, task, unique
 
 __all__ = ["NESTED", "Graph", "closed", "graph_asl"]
 
@@ -125,17 +125,9 @@ class Graph:
 
     # -- names --
 
-    def unique(self, name: str) -> str:
-        taken, count = name, 1
-        while taken in self.taken:
-            count += 1
-            taken = f"{name}{count}"
-        self.taken.add(taken)
-        return taken
-
     def claim(self, key: object, name: str, path: str) -> None:
         wanted = pascal_case(name)
-        got = self.unique(wanted)
+        got = unique(self.taken, wanted)
         if got != wanted:
             raise SagaDefinitionError(
                 f"expected names whose state names differ, got {name!r}, whose state {wanted} "
@@ -176,7 +168,7 @@ class Graph:
                 self.claim(entry, entry.name, f"{path}.fail.name")  # one state per name
                 self.by_name[f"fail {entry.name}"] = self.by_name.pop(entry.name)
             elif isinstance(entry, Parallel):
-                self.name[id(entry)] = self.unique(f"Parallel{_index(path) + 1}")
+                self.name[id(entry)] = unique(self.taken, f"Parallel{_index(path) + 1}")
 
     # -- reading the model --
 
@@ -194,7 +186,7 @@ class Graph:
     def done(self, scope: _Scope) -> str:
         """A ``Succeed`` ending a fenced scope, for a choice's branch that ends it."""
         if scope.done is None:
-            scope.done = self.unique(f"{scope.root_name.removesuffix('Failed')}Done")
+            scope.done = unique(self.taken, f"{scope.root_name.removesuffix('Failed')}Done")
             scope.states[scope.done] = {"Type": "Succeed"}
         return scope.done
 
@@ -219,7 +211,7 @@ class Graph:
         """The state a ``Catch`` into ``link`` goes to, written (with what follows it) now."""
         if link is None:
             if scope.root is None:
-                scope.root = self.unique(scope.root_name)
+                scope.root = unique(self.taken, scope.root_name)
                 scope.states[scope.root] = {"Type": "Fail", "Error": scope.root_error}
             return scope.root
         if not link.written:
@@ -363,7 +355,7 @@ class Graph:
         scope.states[name] = state | _on(then)
         chains = [_chain(sub.head) for sub in inner]  # what each way to its end did
         if scope.catch and any(chains):
-            undo_name = self.unique(f"Undo{name}")
+            undo_name = unique(self.taken, f"Undo{name}")
             scope.states[undo_name] = None
 
             def make(following: str) -> dict[str, Any]:
@@ -391,7 +383,7 @@ class Graph:
             names = [
                 self.name[id(comp)]
                 if self.name[id(comp)] not in sub.placed
-                else self.unique(f"{self.name[id(comp)]}After{name}")
+                else unique(self.taken, f"{self.name[id(comp)]}After{name}")
                 for comp, _ in chain
             ]
             for j, (comp, undoes) in enumerate(chain):
@@ -400,7 +392,7 @@ class Graph:
                     comp, comment=f"undoes {undoes}", catch=None, then=following
                 )
             if not chain:
-                states[self.unique(f"{undo_name}Branch{b + 1}Nothing")] = {
+                states[unique(self.taken, f"{undo_name}Branch{b + 1}Nothing")] = {
                     "Type": "Pass",
                     "End": True,
                 }

@@ -15,7 +15,16 @@ from typing import Any
 from ..model.saga import Action, Retry, Step
 from .common import MAX_ATTEMPTS, snake_case
 
-__all__ = ["LAMBDA_INVOKE", "catchers", "pascal_case", "retrier", "seconds", "step_comment", "task"]
+__all__ = [
+    "LAMBDA_INVOKE",
+    "catchers",
+    "pascal_case",
+    "retrier",
+    "seconds",
+    "step_comment",
+    "task",
+    "unique",
+]
 
 #: What exported ``Task`` states invoke: the Lambda function named after the action.
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
@@ -85,3 +94,18 @@ def step_comment(step: Step, dropped: bool) -> str:
             f"its compensation {step.compensation.name} is left out: no failure leads to it"
         )
     return "; ".join(words)
+
+
+def unique(taken: set[str], name: str) -> str:
+    """``name``, or the first of ``name2``, ``name3``... not in ``taken``; taken from then on.
+
+    >>> taken = {"Pay"}
+    >>> unique(taken, "Pay"), unique(taken, "Pay"), sorted(taken)
+    ('Pay2', 'Pay3', ['Pay', 'Pay2', 'Pay3'])
+    """
+    found, count = name, 1
+    while found in taken:
+        count += 1
+        found = f"{name}{count}"
+    taken.add(found)
+    return found
