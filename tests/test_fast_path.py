@@ -122,32 +122,35 @@ def test_the_fast_path_agrees_with_simpy_on_every_model(path: Path) -> None:
     assert set(reference.services) == set(fast.services)
 
 
-@pytest.mark.statistical
-@settings(
+#: Random sagas, the same examples on every run.
+RANDOM = settings(
     max_examples=25,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def ends(saga: Saga) -> bool:
+    """No action retries forever at a service that can never answer ok."""
+    return all(a.attempt_outcomes["ok"] > 0 or not a.retry.unbounded for a in saga.actions())
+
+
+@pytest.mark.statistical
+@RANDOM
 @given(saga=sagas())
 def test_the_fast_path_agrees_with_simpy_on_random_sagas(saga: Saga) -> None:
-    assume(all(a.attempt_outcomes["ok"] > 0 or not a.retry.unbounded for a in saga.actions()))
+    assume(ends(saga))
     reference, fast = both(saga, 4_000, 3)
     assert disagreements(reference, fast) == []
 
 
 @pytest.mark.statistical
-@settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@RANDOM
 @given(saga=graph_sagas())
 def test_the_fast_path_agrees_with_simpy_on_random_graph_sagas(saga: Saga) -> None:
-    assume(all(a.attempt_outcomes["ok"] > 0 or not a.retry.unbounded for a in saga.actions()))
+    assume(ends(saga))
     reference, fast = both(saga, 4_000, 5)
     assert disagreements(reference, fast) == []
 
@@ -368,3 +371,11 @@ def test_json_says_which_engine_ran() -> None:
     assert "engine" not in json.loads(out)  # SimPy's output stays byte for byte what it was
     code, out, _ = run("simulate", str(UNDER_LOAD), "--runs", "300", "--engine", "auto", "--json")
     assert code == 0 and json.loads(out)["engine"] == "simpy"
+
+
+@pytest.mark.statistical
+def test_a_saga_whose_late_landings_make_many_ledgers_runs_and_agrees() -> None:
+    # late landings intern ledgers too: the fast path's ledger table must grow for them
+    saga = load(Path(__file__).parent / "data" / "fast_many_ledgers.yaml")
+    reference, fast = both(saga, 4_000, 5)
+    assert disagreements(reference, fast) == []

@@ -152,19 +152,26 @@ class Tables:
 
     def after_edges(self, effect: np.ndarray, ledger: np.ndarray) -> np.ndarray:
         """The ledgers after each edge's participants' calls (``effect``: its effects id)."""
-        table = self.next_ledger
+        table = self.ledger_table()
         found = table[effect, ledger]
         missing = found < 0
         if missing.any():
             for e, i in set(zip(effect[missing].tolist(), ledger[missing].tolist(), strict=True)):
                 after = self.intern(self.plan.ledger_after(self.effects[e], self.ledgers[i]))
-                if len(self.ledgers) > self.next_ledger.shape[1]:
-                    grown = np.full((table.shape[0], 2 * len(self.ledgers)), -1, np.int64)
-                    grown[:, : table.shape[1]] = table
-                    self.next_ledger = table = grown
+                table = self.ledger_table()
                 table[e, i] = after
             found = table[effect, ledger]
         return found
+
+    def ledger_table(self) -> np.ndarray:
+        """``next_ledger``, grown to a column per ledger interned so far (late landings intern
+        ledgers too, so it may lag behind them)."""
+        table = self.next_ledger
+        if len(self.ledgers) > table.shape[1]:
+            grown = np.full((table.shape[0], 2 * len(self.ledgers)), -1, np.int64)
+            grown[:, : table.shape[1]] = table
+            self.next_ledger = table = grown
+        return table
 
     def after_landings(
         self, ok: np.ndarray, action: np.ndarray, state: np.ndarray, ledger: np.ndarray
