@@ -41,9 +41,12 @@ class BadInput:
 
 STEP_KEYS = (
     "compensate_on_failure, compensation, effects, failure, idempotent, kind, latency, "
-    "max_visits, name, reject, rejects_late, retry, service, timeout"
+    "max_visits, name, reads, reject, rejects_late, retry, service, timeout, writes"
 )
-TOP_KEYS = "arrivals, broker, compensation_order, coordination, description, saga, services, steps"
+TOP_KEYS = (
+    "arrivals, broker, compensation_order, coordination, coordinator, description, instances, "
+    "isolation, resources, saga, services, steps"
+)
 DISTS = "'constant', 'uniform', 'exponential', 'normal', 'lognormal', 'empirical'"
 BOMB = "saga: s\nsteps: [{name: a}]\n" + "".join(
     f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]\n" if level else "l0: &l0 [x]\n"
@@ -289,7 +292,7 @@ BAD_INPUTS = [
         "kind on a compensation",
         "saga: s\nsteps:\n  - name: a\n    compensation:\n      name: undo_a\n      kind: pivot\n",
         "6: steps[0].compensation: unknown key 'kind' (expected one of: failure, idempotent,"
-        " latency, name, reject, rejects_late, retry, service, timeout)",
+        " latency, name, reject, rejects_late, retry, service, timeout, writes)",
         "rejects",
     ),
     BadInput(

@@ -432,8 +432,8 @@ def test_overrides_reach_undeclared_services_plain_compensations_and_new_distrib
         (
             "process_payment.zzz=0.1",
             "unknown key 'zzz' in process_payment (expected one of: compensate_on_failure,"
-            " compensation, effects, failure, idempotent, kind, latency, max_visits, name, reject,"
-            " rejects_late, retry, service, timeout)",
+            " compensation, effects, failure, idempotent, kind, latency, max_visits, name, reads,"
+            " reject, rejects_late, retry, service, timeout, writes)",
         ),
         (
             "release_inventory.retry.atempts=3",

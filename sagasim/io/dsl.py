@@ -24,7 +24,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast, get_args
 
 from ..model import validate
@@ -49,6 +49,7 @@ from ..model.saga import (
 )
 from .format import BRANCH, COMPENSATION, MAP, SAGA, SERVICE, STEP, read_latency
 from .format import read_retry as _read_retry
+from .shared import with_isolation
 from .values import Field, expected, read_fields, read_label, read_rate
 
 __all__ = ["compensation", "constant", "empirical", "exponential", "lognormal", "normal"]
@@ -174,6 +175,7 @@ def compensation(
     service: str | None = None,
     idempotent: bool = False,
     rejects_late: bool = False,
+    writes: Mapping[str, Any] | None = None,
 ) -> Compensation:
     """The action that undoes a step's effect.
 
@@ -182,6 +184,7 @@ def compensation(
     """
     plain: dict[str, Any] = {"name": name, "service": service, "failure": failure, "reject": reject}
     plain |= {"timeout": timeout, "idempotent": idempotent, "rejects_late": rejects_late}
+    plain |= {"writes": None if writes is None else dict(writes)}
     return Compensation(**_action(COMPENSATION, name, plain, {"latency": latency, "retry": retry}))
 
 
@@ -201,8 +204,11 @@ def step(
     rejects_late: bool = False,
     compensate_on_failure: bool = False,
     max_visits: int | None = None,
+    reads: Sequence[str] | None = None,
+    writes: Mapping[str, Any] | None = None,
 ) -> Step:
-    """A local transaction of the saga; ``compensation`` is a name or a :func:`compensation`.
+    """A local transaction of the saga; ``compensation`` is a name or a :func:`compensation`;
+    ``reads`` and ``writes`` as in YAML (``writes={"seats": {"mode": "set", "by": -1}}``).
 
     >>> step("charge", kind="pivot", timeout="300ms").timeout_ms
     300.0
@@ -215,6 +221,8 @@ def step(
     plain |= {"failure": failure, "reject": reject, "timeout": timeout}
     plain |= {"idempotent": idempotent, "rejects_late": rejects_late}
     plain |= {"compensate_on_failure": compensate_on_failure, "max_visits": max_visits}
+    plain |= {"reads": None if reads is None else list(reads)}
+    plain |= {"writes": None if writes is None else dict(writes)}
     extra = {"latency": latency, "retry": retry, "compensation": compensation}
     return Step(**_action(STEP, name, plain, extra))
 
@@ -345,9 +353,14 @@ def saga(
     services: Sequence[Service] = (),
     arrivals: str | float | None = None,
     broker: Broker | None = None,
+    resources: Mapping[str, Any] | None = None,
+    isolation: Mapping[str, str] | None = None,
+    instances: int = 1,
+    coordinator: Mapping[str, Any] | None = None,
 ) -> Saga:
     """A whole saga, checked by :func:`sagasim.model.validate`; ``arrivals`` as ``"50/s"``;
-    ``broker`` a :class:`sagasim.model.Broker` (for choreography).
+    ``broker`` a :class:`sagasim.model.Broker` (for choreography); ``resources``,
+    ``isolation`` and ``coordinator`` as in YAML (``coordinator={"crash": 0.01}``).
 
     >>> saga("s", step("a"), step("a"))
     Traceback (most recent call last):
@@ -355,7 +368,13 @@ def saga(
     sagasim.exceptions.SagaDefinitionError: steps[1].name: expected a unique name, got 'a' again ...
     """
     top = {"saga": name, "description": description, "coordination": coordination}
-    fields = read_fields(top | {"compensation_order": compensation_order}, "", SAGA, "")
+    top |= {"compensation_order": compensation_order, "instances": instances}
+    shared = {"resources": resources, "isolation": isolation, "coordinator": coordinator}
+    top |= {key: dict(value) for key, value in shared.items() if value is not None}
+    fields = read_fields(top, "", SAGA, "")
+    by_name = fields.pop("isolation_by_name", None)
+    if by_name is not None:
+        fields["resources"] = with_isolation(fields.get("resources", ()), by_name)
     for index, entry in enumerate(entries):
         if not isinstance(entry, ENTRIES):
             raise expected("a step(...) or another entry", _plain(entry), f"steps[{index}]")

@@ -51,7 +51,17 @@ from ..model.saga import (
     SubSaga,
     Succeed,
 )
+from ..model.data import Coordinator
 from . import yaml as _yaml
+from .shared import (
+    read_isolation,
+    read_reads,
+    read_resources,
+    read_writes,
+    with_isolation,
+    write_resources,
+    write_writes,
+)
 from .values import (
     DURATION,
     MISSING,
@@ -135,7 +145,7 @@ def read_latency(value: object, path: str) -> Latency:
     return latency
 
 
-def _latency_dict(latency: Latency) -> dict[str, Any]:
+def latency_dict(latency: Latency) -> dict[str, Any]:
     table = DISTRIBUTIONS[latency.dist][1]
     params = {key: write(getattr(latency, f)) for key, f, _, write in table if hasattr(latency, f)}
     return {"dist": latency.dist, **params}
@@ -151,13 +161,14 @@ RETRY: list[Field] = [
 ]
 read_retry = reader(Retry, RETRY, "a retry policy such as {attempts: 3, delay: 50ms}")
 ACTION: list[Field] = [
-    ("latency", "latency", read_latency, _latency_dict),
+    ("latency", "latency", read_latency, latency_dict),
     ("failure", "failure", read_number, float),
     ("reject", "reject", read_number, float),
     ("timeout", "timeout_ms", *DURATION),
     ("retry", "retry", read_retry, lambda retry: write_fields(retry, RETRY)),
     ("idempotent", "idempotent", read_flag, bool),
     ("rejects_late", "rejects_late", read_flag, bool),
+    ("writes", "writes", read_writes, write_writes),
 ]
 _NAMES: list[Field] = [
     ("name", "name", read_identifier, str),
@@ -187,6 +198,7 @@ STEP: list[Field] = [
     *ACTION,
     ("compensate_on_failure", "compensate_on_failure", read_flag, bool),
     ("max_visits", "max_visits", read_count, int),
+    ("reads", "reads", read_reads, list),
 ]
 
 
@@ -334,11 +346,31 @@ def _services(value: object, path: str) -> tuple[Service, ...]:
 ARRIVALS: list[Field] = [("rate", "rate_per_s", read_rate, lambda rate: f"{plain_number(rate)}/s")]
 _arrivals = reader(Arrivals, ARRIVALS, "a mapping such as {rate: 50/s}", rate="a rate")
 BROKER: list[Field] = [
-    ("latency", "latency", read_latency, _latency_dict),
+    ("latency", "latency", read_latency, latency_dict),
     *((key, key, read_number, float) for key in ("loss", "duplicate", "reorder")),
     ("redelivery", "redelivery", read_retry, lambda retry: write_fields(retry, RETRY)),
 ]
 _broker = reader(Broker, BROKER, "a mapping such as {latency: {dist: constant, value: 2ms}}")
+
+def _read_restart(value: object, path: str) -> Latency:
+    """A duration (``5s``) or a distribution mapping."""
+    if isinstance(value, dict):
+        return read_latency(value, path)
+    return Constant(value_ms=parse_duration(value, path))
+
+
+def _restart_dict(latency: Latency) -> Any:
+    return DURATION[1](latency.value_ms) if isinstance(latency, Constant) else latency_dict(latency)
+
+
+COORDINATOR: list[Field] = [
+    ("crash", "crash", read_number, float),
+    ("restart", "restart", _read_restart, _restart_dict),
+    ("recovery", "recovery", one_of("forward", "backward"), str),
+    ("max_crashes", "max_crashes", read_count, int),
+]
+_coordinator = reader(Coordinator, COORDINATOR, "a mapping such as {crash: 0.001, restart: 5s}")
+
 SAGA: list[Field] = [
     ("saga", "name", read_label, str),
     ("description", "description", read_text, str),
@@ -348,6 +380,10 @@ SAGA: list[Field] = [
     ("steps", "steps", each(_entry, "a list of steps"), lambda es: [*map(_entry_dict, es)]),
     ("arrivals", "arrivals", _arrivals, lambda arrivals: write_fields(arrivals, ARRIVALS)),
     ("broker", "broker", _broker, lambda broker: write_fields(broker, BROKER)),
+    ("resources", "resources", read_resources, write_resources),
+    ("isolation", "isolation_by_name", read_isolation, dict),  # read into resources
+    ("instances", "instances", read_count, int),
+    ("coordinator", "coordinator", _coordinator, lambda c: write_fields(c, COORDINATOR)),
 ]
 
 
@@ -395,6 +431,9 @@ def build(data: object, *, children: Mapping[str, Saga] | None = None) -> Saga:
         fields = read_fields(data, "", SAGA, what, saga="a saga name", steps="a list of steps")
     finally:
         _KNOWN.reset(token)
+    isolation = fields.pop("isolation_by_name", None)
+    if isolation is not None:
+        fields["resources"] = with_isolation(fields.get("resources", ()), isolation)
     saga = Saga(**fields)
     validate_model(saga)
     return saga

@@ -8,6 +8,7 @@ reads them.
 >>> validate(Saga(name="s", steps=(Step(name="a"),)))
 """
 
+from .data import ISOLATIONS, Coordinator, Resource, Write
 from .latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from .rules import validate
 from .saga import (
@@ -38,6 +39,7 @@ from .saga import (
 )
 
 __all__ = [
+    "ISOLATIONS",
     "NESTING",
     "RESERVED_NAMES",
     "Action",
@@ -46,6 +48,7 @@ __all__ = [
     "Broker",
     "Choice",
     "Compensation",
+    "Coordinator",
     "Constant",
     "Empirical",
     "Entry",
@@ -58,6 +61,7 @@ __all__ = [
     "Normal",
     "Outage",
     "Parallel",
+    "Resource",
     "Retry",
     "Saga",
     "Service",
@@ -65,6 +69,7 @@ __all__ = [
     "SubSaga",
     "Succeed",
     "Uniform",
+    "Write",
     "blocks_of",
     "rebuild",
     "replace",

@@ -89,6 +89,7 @@ def validate(saga: Saga) -> None:
 
     if not saga.steps:
         raise SagaDefinitionError("expected at least one step, got none", path="steps")
+    shared = _Shared(saga)
     pivots: list[str] = []
     used_services: set[str] = set()
 
@@ -118,6 +119,7 @@ def validate(saga: Saga) -> None:
             check_name(step.compensation.name, f"{path}.compensation.name")
             check_action(step.compensation, f"{path}.compensation")
             used_services.add(step.compensation.service or step.service_name)
+        shared.check_step(step, path)
 
     def check_list(entries: tuple[Entry, ...], prefix: str, inside: str | None) -> None:
         for i, entry in enumerate(entries):
@@ -231,6 +233,87 @@ def validate(saga: Saga) -> None:
         raise SagaDefinitionError(
             f"expected a positive rate, got {saga.arrivals.rate_per_s!r}/s", path="arrivals.rate"
         )
+
+
+class _Shared:
+    """The rules of shared resources and the coordinator (DESIGN.md, "Many instances at
+    once"): names declared once, reads and writes of declared resources only, one write mode
+    per resource, a compensation writing only what its step writes, probabilities in range."""
+
+    def __init__(self, saga: Saga) -> None:
+        self.declared = {r.name for r in saga.all_resources()}
+        self.modes: dict[str, tuple[str, str]] = {}  # resource -> (mode, who writes it so)
+        seen: set[str] = set()
+        for r in saga.resources:
+            if not r.name.isidentifier() or keyword.iskeyword(r.name):
+                raise SagaDefinitionError(
+                    f"expected an identifier, got {r.name!r}", path=f"resources.{r.name}"
+                )
+            if r.name in seen:
+                raise SagaDefinitionError(
+                    f"expected a unique resource name, got {r.name!r} again",
+                    path=f"resources.{r.name}",
+                )
+            seen.add(r.name)
+        if not (isinstance(saga.instances, int) and saga.instances >= 1):
+            raise SagaDefinitionError(
+                f"expected a positive integer, got {saga.instances!r}", path="instances"
+            )
+        c = saga.coordinator
+        if c is not None:
+            if not 0.0 <= c.crash <= 1.0:
+                raise SagaDefinitionError(
+                    f"expected a probability in [0, 1], got {c.crash!r}", path="coordinator.crash"
+                )
+            if not (isinstance(c.max_crashes, int) and c.max_crashes >= 1):
+                raise SagaDefinitionError(
+                    f"expected a positive integer, got {c.max_crashes!r}",
+                    path="coordinator.max_crashes",
+                )
+
+    def known(self, name: str, path: str) -> None:
+        if name not in self.declared:
+            shown = ", ".join(sorted(self.declared)) or "none are declared"
+            hint = difflib.get_close_matches(name, sorted(self.declared), n=1)
+            more = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise SagaDefinitionError(
+                f"expected a resource declared under resources ({shown}), got {name!r}{more}",
+                path=path,
+            )
+
+    def check_step(self, step: Step, path: str) -> None:
+        for k, name in enumerate(step.reads):
+            self.known(name, f"{path}.reads[{k}]")
+        if step.writes and not step.effects:
+            raise SagaDefinitionError(
+                "expected no writes on a step with effects: false (a write is an effect), got "
+                + ", ".join(w.resource for w in step.writes),
+                path=f"{path}.writes",
+            )
+        self.check_writes(step, path)
+        undo = step.compensation
+        if undo is not None:
+            mine = {w.resource for w in step.writes}
+            for w in undo.writes:
+                if w.resource not in mine:
+                    raise SagaDefinitionError(
+                        f"expected a compensation to write only what {step.name} writes "
+                        f"({', '.join(sorted(mine)) or 'nothing'}), got {w.resource!r}",
+                        path=f"{path}.compensation.writes.{w.resource}",
+                    )
+            self.check_writes(undo, f"{path}.compensation")
+
+    def check_writes(self, action: Action, path: str) -> None:
+        for w in action.writes:
+            at = f"{path}.writes.{w.resource}"
+            self.known(w.resource, at)
+            first = self.modes.setdefault(w.resource, (w.mode, action.name))
+            if first[0] != w.mode:
+                raise SagaDefinitionError(
+                    f"expected {first[0]}, as {first[1]} writes {w.resource} with {first[0]} "
+                    f"(one write mode per resource), got {w.mode}",
+                    path=at,
+                )
 
 
 def check_choice(choice: Choice, path: str) -> None:

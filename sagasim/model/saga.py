@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
+from .data import Coordinator, Resource, Write
 from .latency import Constant, Latency
 
 __all__ = [
@@ -117,6 +118,8 @@ class Action:
     retry: Retry = field(default_factory=Retry)
     idempotent: bool = False
     rejects_late: bool = False
+    #: Shared resources the call changes when it ends ``ok`` (a compensation's undo its step's).
+    writes: tuple[Write, ...] = ()
 
     @property
     def p_timeout(self) -> float:
@@ -158,6 +161,8 @@ class Step(Action):
     #: How often the step may be reached (a ``goto`` cycle with effects needs a bound); the
     #: next arrival fails the saga with the fail name ``max_visits``.
     max_visits: int | None = None
+    #: Shared resources whose value the step reads when its attempt ends ``ok``.
+    reads: tuple[str, ...] = ()
 
     @property
     def kind(self) -> StepKind:
@@ -433,6 +438,10 @@ class Saga:
     services: tuple[Service, ...] = ()
     arrivals: Arrivals | None = None
     broker: Broker = field(default_factory=Broker)
+    resources: tuple[Resource, ...] = ()
+    #: How many interleaved instances ``check`` explores.
+    instances: int = 1
+    coordinator: Coordinator | None = None
 
     def all_steps(self) -> Iterator[Step]:
         """Every step in document order: a parallel group's branch by branch, and those inside
@@ -461,6 +470,16 @@ class Saga:
             or (isinstance(e, Parallel) and (e.concurrency is not None or e.origin is not None))
             for e in walk(self.steps)
         )
+
+    def all_resources(self) -> tuple[Resource, ...]:
+        """The resources the saga and its sub-sagas declare (a name declared twice: the
+        outer declaration)."""
+        found = {r.name: r for r in self.resources}
+        for entry in walk(self.steps):
+            if isinstance(entry, SubSaga):
+                for r in entry.saga.all_resources():
+                    found.setdefault(r.name, r)
+        return tuple(found.values())
 
     def step(self, name: str) -> Step:
         for step in self.all_steps():
@@ -496,8 +515,30 @@ class Saga:
         return action.name
 
     def can_fail(self, action: Action) -> bool:
-        """Whether an attempt can fail transiently: its ``failure``, or an outage of its service."""
-        return action.failure > 0 or bool(self.service(self.service_of(action)).outages)
+        """Whether an attempt can fail transiently: its ``failure``, an outage of its service,
+        or a countermeasure refusing it (:meth:`can_conflict`)."""
+        outages = self.service(self.service_of(action)).outages
+        return action.failure > 0 or bool(outages) or self.can_conflict(action)
+
+    def can_conflict(self, action: Action) -> bool:
+        """Whether another instance can make an attempt of ``action`` fail: a ``set`` write to
+        a resource under ``reread`` or ``version`` whose value changed since this instance
+        read it, or a read or write of one under a ``semantic_lock`` with ``on_locked: fail``
+        (only where instances run at once: ``instances`` above 1, or ``arrivals``)."""
+        concurrent = self.instances > 1 or self.arrivals is not None
+        if not isinstance(action, Step) or not (action.reads or action.writes) or not concurrent:
+            return False  # a compensation is never refused: its saga holds what it undoes
+        resource = {r.name: r for r in self.all_resources()}
+        if any(
+            w.mode == "set" and resource[w.resource].isolation in ("reread", "version")
+            for w in action.writes
+        ):
+            return True
+        touched = {w.resource for w in action.writes} | set(action.reads)
+        return any(
+            resource[name].isolation == "semantic_lock" and resource[name].on_locked == "fail"
+            for name in touched
+        )
 
     def can_time_out(self, action: Action) -> bool:
         """Whether an attempt can time out: by its latency alone, or by queueing for a service
