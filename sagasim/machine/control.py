@@ -29,7 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import Choice, Fail, Goto, Parallel, Saga, Step, SubSaga, Succeed
+from dataclasses import replace
+
+from ..model import Choice, Fail, Goto, Parallel, Saga, Step, SubSaga, Succeed, rebuild
 
 Config = tuple[Any, ...]
 Cursor = tuple[int, Any]
@@ -64,6 +66,7 @@ class Control:
             s.name: i for i, s in enumerate(s for s in saga.all_steps() if s.max_visits)
         }
         self.limit = {s.name: s.max_visits for s in saga.all_steps() if s.max_visits}
+        self._in_doubt: Control | None = None
 
     # --- starting and settling -----------------------------------------------------------------
     def start(self) -> Config:
@@ -387,6 +390,27 @@ class Control:
             return self.halted(config, action, False)
         running = [a for a in self.running(config) if a != action]
         return self.stuck_wait(running, config[-1])
+
+    def crashed(self, config: Config, action: str) -> Config:
+        """Where the coordinator's recovery takes the saga after a crash left ``action``'s
+        call in doubt (docs/concurrency.md): ``backward`` compensates what completed and the
+        step in doubt (as if it failed and asked for its own compensation first); ``forward``,
+        recovery after the pivot and recovery while compensating re-run the call, from the
+        same configuration."""
+        coordinator = self.saga.coordinator
+        backward = coordinator is not None and coordinator.recovery == "backward"
+        if not backward or config[0] not in ("F", "H") or (config[0] == "F" and config[4]):
+            return config
+        if self._in_doubt is None:
+
+            def own_undo_first(entry: Any) -> Any:
+                if isinstance(entry, Step) and entry.compensation is not None:
+                    return replace(entry, compensate_on_failure=True)
+                return entry
+
+            steps = rebuild(self.saga.steps, own_undo_first)
+            self._in_doubt = Control(replace(self.saga, steps=steps))
+        return self._in_doubt.failure(config, action)
 
     def choose(self, config: Config, branch: int) -> Config:
         _, cur, stages, leak, pivoted, visits = config

@@ -22,7 +22,8 @@ size: a group of ``b`` branches of ``n`` steps has about ``(n + 1) ** b`` forwar
 for the groups sagas have in practice.
 
 Events are ``ACTION.EVENT`` with EVENT one of ``ok``, ``fail``, ``reject``, ``timeout``, and
-``CHOICE.LABEL`` for a choice's branches; a transient failure (``fail`` or ``timeout``) with
+``CHOICE.LABEL`` for a choice's branches, and ``ACTION.crash`` where the coordinator may crash
+with that call in doubt (a ``coordinator``; see :meth:`Control.crashed`); a transient failure (``fail`` or ``timeout``) with
 attempts left loops back to the same state under the guard ``retry_left``, the one guard of
 every machine. Only events the model makes possible are compiled (no ``reject`` edge where
 ``reject`` is 0, no edge for a branch of probability 0), so the class depends on the saga's
@@ -68,6 +69,8 @@ OUTCOMES = ("committed", "compensated", "leaked", "stuck")
 #: Outcomes a saga designer wants: every effect applied once, or every effect undone once.
 CONSISTENT = frozenset({"committed", "compensated"})
 EVENT_KINDS = ("ok", "fail", "reject", "timeout")
+#: The event of a crash of the coordinator while a call is in doubt (never a retry).
+CRASH = "crash"
 RETRY_GUARD = "retry_left"
 #: Most states a compiled machine may have: the library's class checks take time quadratic in it.
 MAX_MACHINE_STATES = 4_000
@@ -126,6 +129,9 @@ class _Compiler:
         self.saga = saga
         self.control = Control(saga)
         self.actions: dict[str, Action] = {a.name: a for a in saga.actions()}
+        #: Whether every running call gets a ``CALL.crash`` edge: the coordinator crashed
+        #: while the call was in flight, and recovered (:meth:`Control.crashed`).
+        self.crashes = saga.coordinator is not None and saga.coordinator.crash > 0
 
     def events_of(self, action: str) -> list[str]:
         possible = self.saga.possible_events(self.actions[action])
@@ -184,6 +190,9 @@ class _Compiler:
                     if attempts is not None:
                         target = name(control.failure(config, action))
                         transitions.append(Transition(sid, event, target, "!" + RETRY_GUARD))
+                if self.crashes:
+                    target = name(control.crashed(config, action))
+                    transitions.append(Transition(sid, f"{action}.{CRASH}", target))
         return infos, transitions
 
     def base_name(self, config: Config) -> str:
@@ -250,7 +259,8 @@ def _signature(saga: Saga) -> tuple[Any, ...]:
             return ("goto", e.target)
         raise AssertionError(f"{e!r} is not in a core saga")
 
-    return (saga.name, saga.compensation_order, tuple(map(shape, saga.steps)))
+    crashes = saga.coordinator.recovery if saga.coordinator and saga.coordinator.crash else None
+    return (saga.name, saga.compensation_order, crashes, tuple(map(shape, saga.steps)))
 
 
 class Machine:

@@ -49,7 +49,7 @@ from ..model import (
 __all__ = ["branch_labels", "core", "decision_events", "ends", "repeatable"]
 
 #: Event kinds of an attempt; a branch label must not read like one.
-ATTEMPT_KINDS = frozenset({"ok", "fail", "reject", "timeout", "late_ok", "late_fail"})
+ATTEMPT_KINDS = frozenset({"ok", "fail", "reject", "timeout", "late_ok", "late_fail", "crash"})
 
 
 @functools.lru_cache(maxsize=64)
