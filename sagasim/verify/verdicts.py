@@ -27,6 +27,7 @@ from typing import Any
 from ..machine import OUTCOMES, compile_saga, ends
 from ..model import Saga
 from .choreography import ChoreographySpace, explore_choreography
+from .crashes import can_crash, crash_warnings, explore_crashes
 from .lint import Warning, lint
 from .statespace import DEFAULT_MAX_STATES, StateSpace, explore
 
@@ -118,6 +119,8 @@ def check(
     space: StateSpace | ChoreographySpace
     if saga.coordination == "choreography":
         space = explore_choreography(saga, max_states=max_states)
+    elif can_crash(saga):  # a crash at every log point (docs/concurrency.md)
+        space = explore_crashes(saga, max_states=max_states)
     else:
         space = explore(saga, max_states=max_states)
     end_states = dict.fromkeys(OUTCOMES, 0)
@@ -139,7 +142,7 @@ def check(
         transitions=len(space.edges),
         end_states=end_states,
         violations=violations,
-        warnings=lint(saga),
+        warnings=lint(saga) + crash_warnings(saga),
         anomalies=anomalies,
         space=space,
     )
