@@ -26,6 +26,9 @@ BEYOND_SCHEMA = {
     "high at least low": "a uniform's high is at least its low",
     "outage order": "an outage starts no later than it ends",
     "some message arrives": "a broker that loses every message also gives up redelivering",
+    "resources resolve": "reads, writes and isolation name declared resources",
+    "one write mode": "every write of a resource, by steps and compensations, uses one mode",
+    "read-only writes nothing": "a step with effects: false has no writes",
 }
 
 
@@ -461,6 +464,84 @@ BAD_INPUTS = [
         b"saga: s\nsteps:\n  - name: caf\xe9\n",
         "3: expected UTF-8 text, got the byte 0xe9",
         "yaml",
+    ),
+    BadInput(
+        "a write to an unknown resource",
+        "saga: s\nresources: {seats: {initial: 10}}\nsteps:\n  - name: book\n"
+        "    writes: {seat: set}\n",
+        "5: steps[0].writes.seat: expected a resource declared under resources (seats), got"
+        " 'seat' (did you mean 'seats'?)",
+        "beyond",
+        "resources resolve",
+    ),
+    BadInput(
+        "a read of an unknown resource, none declared",
+        "saga: s\nsteps:\n  - name: count\n    effects: false\n    reads: [seats]\n",
+        "5: steps[0].reads[0]: expected a resource declared under resources (none are declared),"
+        " got 'seats'",
+        "beyond",
+        "resources resolve",
+    ),
+    BadInput(
+        "isolation of an unknown resource",
+        "saga: s\nresources: {seats: {}}\nisolation: {stock: version}\nsteps:\n  - name: a\n",
+        "3: isolation.stock: expected a resource declared under resources (seats), got 'stock'",
+        "beyond",
+        "resources resolve",
+    ),
+    BadInput(
+        "add on a resource a compensation sets",
+        "saga: s\nresources: {seats: {initial: 10}}\nsteps:\n  - name: book\n"
+        "    writes: {seats: add}\n    compensation:\n      name: release\n"
+        "      writes: {seats: set}\n",
+        "8: steps[0].compensation.writes.seats: expected add, as book writes seats with add"
+        " (one write mode per resource), got set",
+        "beyond",
+        "one write mode",
+    ),
+    BadInput(
+        "set and add on one resource",
+        "saga: s\nresources: {stock: {}}\nsteps:\n  - {name: a, writes: {stock: add}}\n"
+        "  - {name: b, writes: {stock: set}}\n",
+        "5: steps[1].writes.stock: expected add, as a writes stock with add (one write mode per"
+        " resource), got set",
+        "beyond",
+        "one write mode",
+    ),
+    BadInput(
+        "a read-only step that writes",
+        "saga: s\nresources: {seats: {}}\nsteps:\n"
+        "  - {name: a, effects: false, writes: {seats: add}}\n",
+        "4: steps[0].writes: expected no writes on a step with effects: false (a write is an"
+        " effect), got seats",
+        "beyond",
+        "read-only writes nothing",
+    ),
+    BadInput(
+        "a negative crash rate",
+        "saga: s\ncoordinator: {crash: -0.01, restart: 5s}\nsteps:\n  - name: a\n",
+        "2: coordinator.crash: expected a probability in [0, 1], got -0.01",
+        "rejects",
+    ),
+    BadInput(
+        "an unknown recovery",
+        "saga: s\ncoordinator: {recovery: forwards}\nsteps:\n  - name: a\n",
+        "2: coordinator.recovery: expected 'forward' or 'backward', got 'forwards' (did you mean"
+        " 'forward'?)",
+        "rejects",
+    ),
+    BadInput(
+        "an unknown isolation",
+        "saga: s\nresources: {seats: {isolation: locking}}\nsteps:\n  - name: a\n",
+        "2: resources.seats.isolation: expected one of 'none', 'reread', 'version',"
+        " 'semantic_lock', got 'locking'",
+        "rejects",
+    ),
+    BadInput(
+        "zero instances",
+        "saga: s\ninstances: 0\nsteps:\n  - name: a\n",
+        "2: instances: expected a positive integer, got 0",
+        "rejects",
     ),
 ]
 
