@@ -18,9 +18,14 @@ both renderers (:mod:`sagasim.viz.renderers`) understand. The views:
   (two outlines) around its body, drawn once, titled with its items and concurrency; a step
   that compensates itself on failure has its failure edge straight down into its own
   compensation. What in-flight actions do after a failure elsewhere is left to the machine
-  view.
+  view. Shared data (:mod:`~sagasim.viz.shared`) is a teal cylinder per resource, titled with
+  its isolation, with dotted edges to the steps that read it (``reads``) and from the steps and
+  compensations that write it (``set -1``, ``add``, ``set back``). When the coordinator can
+  crash, every call is marked with its log points, the graph's label says how the coordinator
+  crashes and recovers, and a dashed grey ``crash`` edge goes from each call to where recovery
+  resumes (``crash · re-run``: a loop, the call is re-run).
 * ``machine``: every state and transition of the compiled machine; deciding states are
-  diamonds whose edges carry the branch probabilities.
+  diamonds whose edges carry the branch probabilities; ``ACTION.crash`` edges are dashed grey.
 
 Examples
 --------
@@ -40,10 +45,11 @@ from typing import Any
 
 import networkx as nx
 
-from ..machine.orchestration import compile_saga
+from ..machine.orchestration import CRASH, compile_saga
 from ..model.saga import Parallel, Saga, Step, walk
 from .graph import FORWARD_ROLES, percent, step_graph, structure_graph
 from .places import Container, layout
+from .shared import LOG_NOTE, coordinator_line, data_edges, resource_nodes
 
 VIEWS = ("saga", "machine", "collaboration", "service:NAME")  # the last two: choreography
 MAX_STATES_DRAWN = 2000
@@ -55,13 +61,15 @@ START = "__start__"
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """A box to draw: ``title`` (lines split on newlines), a small ``subtitle``, a look."""
+    """A box to draw: ``title`` (lines split on newlines), a small ``subtitle``, a look, and
+    a smaller ``note`` under them (a call's log points)."""
 
     id: str
     title: str
     subtitle: str = ""
     look: str = "step"
     cluster: str | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,8 @@ class Diagram:
     ``columns`` lists node ids that share a rank, top to bottom; an edge from a later column
     to an earlier one is drawn against the flow (compensations run right to left). A cluster
     in ``cluster_parents`` is drawn inside its parent; ``cluster_looks`` names the clusters
-    not drawn as a plain dashed box (``map``: stacked).
+    not drawn as a plain dashed box (``map``: stacked). ``notes`` are lines of legend under
+    the title (the coordinator's crashes).
     """
 
     name: str
@@ -100,13 +109,14 @@ class Diagram:
     columns: list[list[str]] = field(default_factory=list)
     cluster_parents: dict[str, str] = field(default_factory=dict)
     cluster_looks: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
 class Look:
     """How a kind of node is drawn, in terms both renderers understand."""
 
-    shape: str  # box, rounded, stadium, ellipse, point, diamond, octagon
+    shape: str  # box, rounded, stadium, ellipse, point, diamond, octagon, cylinder
     fill: str
     border: str
     text: str = "#1b2631"
@@ -133,6 +143,7 @@ NODE_LOOKS: dict[str, Look] = {
     "choice": Look("diamond", "#f4ecf7", "#7d3c98", text="#4a235a", penwidth=1.4),
     "fail": Look("octagon", "#fadbd8", "#c0392b", text="#78281f", penwidth=1.6),
     "succeed": Look("ellipse", "#d5f5e3", "#1e8449", text="#145a32", penwidth=1.4),
+    "resource": Look("cylinder", "#e8f6f3", "#117864", text="#0e6251", penwidth=1.4),
 }
 
 #: Edge looks: colour, line style, pen width, and the weight that keeps the forward path straight.
@@ -145,6 +156,8 @@ EDGE_LOOKS: dict[str, tuple[str, str, float, int]] = {
     "event_failure_loose": ("#c0392b", "dashed", 1.1, 0),
     "event_cascade": ("#ba4a00", "dotted", 1.5, 1),
     "goto": ("#1f618d", "dashed", 1.2, 1),
+    "data": ("#117864", "dotted", 1.3, 0),
+    "crash": ("#7b8a8b", "dashed", 1.0, 0),
 }
 
 CLUSTER_STYLE = dict(style="rounded,dashed", color="#7b8a8b", fontcolor="#566573", fontsize="10")
@@ -170,6 +183,7 @@ def saga_view(saga: Saga) -> Diagram:
     count = sum(1 for _ in saga.all_steps())
     subtitle = f"{count} steps · {saga.compensation_order} compensation · {pivot}"
     d = Diagram(saga.name, "saga", saga.name, subtitle, nodes=[Node(START, "", look="start")])
+    crashes = _crash_note(saga, d)
     last = lay.width
     column_of: dict[str, int] = {START: 0}
     for name, data in S.nodes(data=True):
@@ -184,7 +198,8 @@ def saga_view(saga: Saga) -> Diagram:
             cluster = data["containers"][-1]
             _add_clusters(d, [lay.containers[c] for c in data["containers"]])
         title, subtitle, look = _saga_node(saga, data)
-        d.nodes.append(Node(name, title, subtitle, look, cluster))
+        note = LOG_NOTE if crashes and data["role"] in ("step", "compensation") else ""
+        d.nodes.append(Node(name, title, subtitle, look, cluster, note))
     d.columns = [[] for _ in range(last + 1)]
     d.columns[0].append(START)
     for roles in (FORWARD_ROLES, ("compensation",), ("end",)):
@@ -195,7 +210,43 @@ def saga_view(saga: Saga) -> Diagram:
     for u, v, data in S.edges(data=True):
         if not data["draining"]:
             d.edges.append(_saga_edge(S, u, v, data))
+    _add_crashes(d, S)
+    _add_resources(d, saga, S, column_of)
     return d
+
+
+def _crash_note(saga: Saga, d: Diagram) -> bool:
+    """Whether ``saga``'s coordinator can crash; if so, say how in ``d``'s legend."""
+    if saga.coordinator is None or saga.coordinator.crash <= 0:
+        return False
+    d.notes.append(coordinator_line(saga.coordinator))
+    return True
+
+
+def _add_crashes(d: Diagram, S: nx.DiGraph) -> None:
+    """A dashed grey edge from each call to where recovery resumes after a crash left it in
+    doubt: a loop (under the step, over the compensation) when the call is re-run."""
+    for name, data in S.nodes(data=True):
+        for head in data["crash"]:
+            if head == name:
+                side = "s" if data["role"] == "step" else "n"
+                d.edges.append(Edge(name, head, "crash · re-run", "crash", side=side))
+            else:
+                d.edges.append(Edge(name, head, "crash", "crash"))
+
+
+def _add_resources(d: Diagram, saga: Saga, S: nx.DiGraph, column_of: dict[str, int]) -> None:
+    """A data node per resource, on top of the column of the first drawn step that uses it,
+    and an edge per read and write of a drawn step or compensation."""
+    resources = resource_nodes(saga)
+    if not resources:
+        return
+    edges = [e for e in data_edges(saga) if e[0] in S or e[1] in S]
+    for r in resources:
+        users = [column_of[u if v == r.id else v] for u, v, _ in edges if r.id in (u, v)]
+        d.nodes.append(Node(r.id, r.title, r.subtitle, "resource"))
+        d.columns[min(users, default=1)].insert(0, r.id)
+    d.edges.extend(Edge(u, v, label, "data") for u, v, label in edges)
 
 
 def _saga_node(saga: Saga, data: dict[str, object]) -> tuple[str, str, str]:
@@ -270,6 +321,7 @@ def machine_view(saga: Saga) -> Diagram:
     lay = layout(saga)
     subtitle = f"{G.number_of_nodes()} states · {G.number_of_edges()} transitions"
     d = Diagram(saga.name, "machine", f"{saga.name}: compiled machine", subtitle)
+    _crash_note(saga, d)
     d.nodes.append(Node(START, "", look="start"))
     d.edges.append(Edge(START, G.graph["initial"]))
     for sid, data in G.nodes(data=True):
@@ -301,6 +353,8 @@ def machine_view(saga: Saga) -> Diagram:
     for u, v, data in G.edges(data=True):
         if data["retry"]:
             look = "retry"
+        elif data["kind"] == CRASH:
+            look = "crash"
         elif data["probability"] is not None:
             look = "forward"
         elif data["kind"] != "ok":

@@ -76,6 +76,7 @@ import networkx as nx
 from ..machine import branch_labels, core, decision_events
 from ..machine.orchestration import (
     CONSISTENT,
+    CRASH,
     EVENT_KINDS,
     OUTCOMES,
     Machine,
@@ -229,7 +230,11 @@ def step_graph(machine: Machine, saga: Saga) -> nx.DiGraph:
     ``containers`` (the ids of the groups, maps and sub-sagas around it, outermost first: see
     :mod:`~sagasim.viz.places`), ``compensates`` (a compensation's step or sub-saga),
     ``after_pivot``, ``attempts`` (None: unbounded), ``outcome`` and ``consistent`` (ends, and
-    a succeed that ends the saga), ``label``. Entries and positions of end states are None.
+    a succeed that ends the saga), ``label``, and ``crash``: where the coordinator's recovery
+    resumes after a crash left this call in doubt (the node itself: the call is re-run; its
+    compensation, or an end state: backward recovery), from the states where the call runs
+    undrained; empty when the coordinator cannot crash. Crash transitions are no edges of the
+    step graph. Entries and positions of end states are None.
 
     Edge attributes: ``kinds`` and ``events`` (tuples: which outcomes of ``a`` take this
     edge; a choice's are its branch labels in branch order; none out of a fail or succeed
@@ -272,6 +277,8 @@ class _Projection:
         self.machine, self.saga, self.lay = machine, saga, layout(saga)
         self.states = machine.states
         self.edges: dict[tuple[str, str], dict[str, Any]] = {}
+        #: A call's crash heads (:meth:`crashed`), in the machine's order.
+        self.crashes: dict[str, dict[str, None]] = {}
         self.choices = {c.name: c for c in walk(saga.steps) if isinstance(c, Choice)}
         self.own_compensation = {
             step.name: step.compensation.name
@@ -290,6 +297,10 @@ class _Projection:
                 continue  # a map's drawn count: the edges into its decision go past it
             tail = self.name(t.action)
             draining = source.phase in ("halting", "stuck_wait")
+            if t.kind == CRASH:
+                if not draining:
+                    self.crashed(tail, source, target, t.action)
+                continue
             if t.is_retry:
                 self.merge(tail, tail, t, draining=draining)
                 continue
@@ -327,6 +338,12 @@ class _Projection:
                     h for h in self.ahead(target, self.states[t.target], None) if h not in heads
                 ]
         return heads
+
+    def crashed(self, tail: str, source: StateInfo, target: StateInfo, action: str) -> None:
+        """Record where recovery resumes after a crash with ``action`` in doubt: the call
+        re-run (``tail`` itself), what recovery starts, or the end state."""
+        heads = self.crashes.setdefault(tail, {})
+        heads.update(dict.fromkeys(self.name(h) for h in self.ahead(source, target, action)))
 
     def merge(
         self, tail: str, head: str, t: Transition, *, draining: bool, through: bool = False
@@ -378,6 +395,7 @@ class _Projection:
         used = {self.name(a) for info in self.states.values() for a in info.running}
         used |= {self.name(i.decision) for i in self.states.values() if i.decision}
         used |= {node for edge in self.edges for node in edge}
+        used |= {head for heads in self.crashes.values() for head in heads}
         for roles in (FORWARD_ROLES, ("compensation",)):
             for name, place in lay.places.items():
                 if place.role in roles and name in used:
@@ -395,6 +413,7 @@ class _Projection:
                 outcome=outcome,
                 consistent=outcome in CONSISTENT,
                 label=outcome,
+                crash=(),
             )
         for (u, v), data in self.edges.items():
             G.add_edge(u, v, **self.finished(u, data), attempts=None, label="")
@@ -432,6 +451,7 @@ class _Projection:
             "outcome": "committed" if ending else None,
             "consistent": True if ending else None,
             "label": name.split("__", 1)[1] if place.role in ("fail", "succeed") else name,
+            "crash": tuple(self.crashes.get(name, ())),
         }
 
     def finished(self, tail: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".mmd")
+#: What ``check`` says of a coordinator's crash (docs/concurrency.md), drawn dashed grey.
+CRASH_EVENTS = frozenset({"crash", "landed", "lost"})
 
 
 def extract(saga: Saga, view: str = "") -> Diagram:
@@ -151,8 +153,10 @@ def states_diagram(G: nx.DiGraph, bad: Collection[Hashable] | None = None) -> gr
     """A state-space graph: node attrs ``label`` and ``outcome``, edge attr ``event``.
 
     ``bad`` lists the end states to draw in red (default: the nodes whose ``bad`` attribute is
-    true); failed attempts are red edges. Node 0 is the start. Refuses graphs of more than
-    2000 states, which no one can read: the machine view, or ``sagasim check``, serves then.
+    true); failed attempts are red edges, a coordinator's crash and whether the call in doubt
+    landed (``ACTION.crash``, ``ACTION.landed``, ``ACTION.lost``) dashed grey ones. Node 0 is
+    the start. Refuses graphs of more than 2000 states, which no one can read: the machine
+    view, or ``sagasim check``, serves then.
 
     >>> G = nx.DiGraph()
     >>> G.add_node(0, label="charge", outcome=None)
@@ -184,6 +188,8 @@ def states_diagram(G: nx.DiGraph, bad: Collection[Hashable] | None = None) -> gr
     for u, v, data in G.edges(data=True):
         event = str(data.get("event", ""))
         look = "forward" if event.endswith(".ok") or not event or u in deciding else "failure"
+        if event.rsplit(".", 1)[-1] in CRASH_EVENTS:
+            look = "crash"
         d.edges.append(Edge(str(u), str(v), event, "retry" if u == v else look))
     return to_graphviz(d)
 

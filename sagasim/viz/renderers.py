@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterable
 from itertools import pairwise
@@ -23,15 +24,20 @@ from .diagram import (
 )
 
 FONT = "Helvetica,Arial,sans-serif"
+NOTE_COLOR = "#7b8a8b"
+#: The shapes Graphviz draws by their own name; the others are styled boxes.
+_GRAPHVIZ_SHAPES = frozenset({"ellipse", "diamond", "octagon", "cylinder"})
 
 
 # --- Graphviz ----------------------------------------------------------------------------------
 
 
-def _html_label(title: str, subtitle: str, look: Look) -> str:
+def _html_label(title: str, subtitle: str, look: Look, note: str = "") -> str:
     lines = "<br/>".join(f"<b>{html.escape(line)}</b>" for line in title.split("\n"))
     if subtitle:
         lines += f'<br/><font point-size="9" color="{look.text}">{html.escape(subtitle)}</font>'
+    if note:
+        lines += f'<br/><font point-size="8" color="{NOTE_COLOR}"><i>{html.escape(note)}</i></font>'
     return f"<{lines}>"
 
 
@@ -45,14 +51,14 @@ def _node_attrs(node: Node) -> dict[str, str]:
     if look.dashed:
         styles.append("dashed")
     attrs = {
-        "shape": look.shape if look.shape in ("ellipse", "diamond", "octagon") else "box",
+        "shape": look.shape if look.shape in _GRAPHVIZ_SHAPES else "box",
         "style": ",".join(styles),
         "fillcolor": look.fill,
         "color": look.border,
         "fontcolor": look.text,
         "penwidth": str(look.penwidth),
         "peripheries": "2" if look.double else "1",
-        "label": _html_label(node.title, node.subtitle, look),
+        "label": _html_label(node.title, node.subtitle, look, node.note),
     }
     if look.shape in ("diamond", "octagon"):
         attrs["margin"] = "0.04,0.02"  # these shapes grow faster than their text
@@ -65,6 +71,8 @@ def to_graphviz(d: Diagram) -> graphviz.Digraph:
     title = f"<b>{html.escape(d.title)}</b>"
     if d.subtitle:
         title += f'<br/><font point-size="10" color="#566573">{html.escape(d.subtitle)}</font>'
+    for note in d.notes:
+        title += f'<br/><font point-size="10" color="{NOTE_COLOR}">{html.escape(note)}</font>'
     g.attr(rankdir="LR", nodesep="0.35", ranksep="0.55", pad="0.25", label=f"<{title}>")
     g.attr(fontname=FONT, labelloc="t", labeljust="l")
     g.attr("node", fontname=FONT, fontsize="12", margin="0.16,0.07")
@@ -169,6 +177,7 @@ _MERMAID_SHAPES = {
     "ellipse": "(())",
     "diamond": "{}",
     "octagon": "{{}}",
+    "cylinder": "[()]",
 }
 _MERMAID_DOUBLE = {"box": "[[]]", "ellipse": "((()))"}
 _MERMAID_KEYWORDS = frozenset(
@@ -200,6 +209,9 @@ def to_mermaid(d: Diagram) -> str:
     """Render ``d`` as Mermaid flowchart text (no Graphviz needed)."""
     ids = _mermaid_ids(node.id for node in d.nodes)
     lines = ["flowchart LR", f"    %% {d.name}: {d.view} view"]
+    if d.notes:  # a legend: the diagram's title, in Mermaid's front matter (a YAML string)
+        legend = " · ".join([d.title, *d.notes])
+        lines[:0] = ["---", f"title: {json.dumps(legend, ensure_ascii=False)}", "---"]
 
     def declare(node: Node, indent: str) -> None:
         look = NODE_LOOKS[node.look]
@@ -209,6 +221,8 @@ def to_mermaid(d: Diagram) -> str:
         text = "start" if look.shape == "point" else _mermaid_text(node.title)
         if node.subtitle:
             text += f"<br/><small>{_mermaid_text(node.subtitle)}</small>"
+        if node.note:
+            text += f"<br/><small><i>{_mermaid_text(node.note)}</i></small>"
         lines.append(f'{indent}{ids[node.id]}{opening}"{text}"{closing}')
 
     for node in d.nodes:
