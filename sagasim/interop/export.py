@@ -196,7 +196,7 @@ def _carried(action: A) -> A:
             jitter=retry.jitter,
         )
     timeout = None if action.timeout_ms is None else 1000.0 * seconds(action.timeout_ms)
-    return replace(
+    carried = replace(
         action,
         service=None,
         latency=Constant(),
@@ -206,7 +206,13 @@ def _carried(action: A) -> A:
         retry=retry,
         idempotent=False,
         rejects_late=False,
+        writes=(),
     )
+    return replace(carried, reads=()) if isinstance(carried, Step) else carried
+
+
+#: The saga's keys of many instances at once, reset: ASL has no place for them.
+_NO_SHARING: dict[str, Any] = {"resources": (), "instances": 1, "coordinator": None}
 
 
 def structural(saga: Saga) -> Saga:
@@ -216,7 +222,8 @@ def structural(saga: Saga) -> Saga:
     retriable, read-only), parallel groups and their branches, which compensation undoes which
     step, and every retry policy and timeout. Reset to the defaults, having no place in ASL:
     latencies, ``failure``, ``reject``, ``service``, ``idempotent``, ``rejects_late``, the
-    services and the arrivals. Rounded up to whole seconds (at least 1), as ASL counts them:
+    services and the arrivals, and what instances share (``resources``, ``reads``, ``writes``,
+    ``instances``, ``coordinator``). Rounded up to whole seconds (at least 1), as ASL counts them:
     timeouts, retry delays and ``max_delay``. Dropped, as no failure leads to them in a ``Catch``
     chain: the compensation of a step with no entry after it up to the pivot (those of the pivot,
     of the steps after it, and of the last entry of a saga without one), unless the step is in a
@@ -264,7 +271,7 @@ def structural(saga: Saga) -> Saga:
             for branch in groups
         )
         entries.append(Parallel(branches=branches))
-    return replace(saga, steps=tuple(entries), services=(), arrivals=None)
+    return replace(saga, steps=tuple(entries), services=(), arrivals=None, **_NO_SHARING)
 
 
 def _graph_structural(saga: Saga) -> Saga:
@@ -337,7 +344,7 @@ def _graph_structural(saga: Saga) -> Saga:
                 rules[target] = Branch(when=way.when, steps=steps, probability=way.probability)
         return replace(c, branches=(*rules.values(), *([default] if default else [])))
 
-    return replace(saga, steps=entries(saga.steps, True), services=(), arrivals=None)
+    return replace(saga, steps=entries(saga.steps, True), services=(), arrivals=None, **_NO_SHARING)
 
 
 def _hoist(choice: Choice, rest: list[Entry]) -> tuple[Choice, tuple[Entry, ...], bool]:
