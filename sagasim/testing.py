@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from .machine import compile_saga
 from .model import Saga
 
-#: Trace events that belong to the participants, not to the orchestrator's machine.
-PARTICIPANT_EVENTS = frozenset({"late_ok", "late_fail"})
+#: Trace events that belong to the participants, not to the orchestrator's machine (a call
+#: in doubt after a coordinator crash ``landed`` or was ``lost``: the participant's side).
+PARTICIPANT_EVENTS = frozenset({"late_ok", "late_fail", "landed", "lost"})
 
 
 def replay(saga: Saga, trace: Sequence[str]) -> str:

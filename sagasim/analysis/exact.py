@@ -37,8 +37,10 @@ import numpy as np
 from ..exceptions import SagaSimError, StateSpaceLimitError
 from ..machine import EVENT_KINDS, OUTCOMES, branch_labels, core, ends
 from ..model import Action, Entry, Saga, Step, SubSaga, rebuild, validate
+from ..verify.crashes import can_crash
 from ..verify.statespace import explore
 from .chain import Absorbed, Chain, agrees, latencies, races_of, table_of
+from .crashes import CrashEffects, effects_of
 
 __all__ = ["Analysis", "Sensitivity", "analyze"]
 
@@ -50,6 +52,10 @@ OK, FAIL, REJECT, TIMEOUT = range(len(EVENT_KINDS))
 STUCK = OUTCOMES.index("stuck")
 _SENSITIVITY_KEYS = ("parameter", "d_compensation_probability", "d_stuck")
 FIELDS = ("failure", "reject")  # probabilities the sensitivity ranking varies
+CONCURRENCY_NOTE = (
+    "concurrency anomalies (lost updates, dirty reads, stale compensations) depend on timing "
+    "and arrivals: see simulate; check explores them with `instances`"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +86,12 @@ class Analysis:
     sensitivity: tuple[Sensitivity, ...] = field(default=())
     #: P(end state) by the fail name that led there (sagas with fail entries only).
     fails: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: What coordinator crashes do (sagas whose coordinator can crash only).
+    crashes: CrashEffects | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape of DESIGN.md, floats rounded to 12 significant digits."""
-        return {
+        shape = {
             "saga": self.saga,
             "outcomes": {k: _round(v) for k, v in self.outcomes.items()},
             "compensation_probability": _round(self.compensation_probability),
@@ -98,6 +106,10 @@ class Analysis:
             "states": self.states,
             "transitions": self.transitions,
         } | ({"fails": self.fails} if self.fails else {})
+        if self.crashes is not None:  # only where the coordinator can crash
+            crashes = self.crashes.to_dict()
+            shape["crashes"] = {k: v if k == "recovery" else _round(v) for k, v in crashes.items()}
+        return shape
 
     def to_text(self, top: int = 5) -> str:
         """A short table for people: outcomes, latencies, the ``top`` sensitivities, notes."""
@@ -113,6 +125,10 @@ class Analysis:
             lines.append(f"  {'fail ' + name:<28} {sum(by_outcome.values()):>12.6g}")
         for key, value in self.anomalies.items():
             lines.append(f"  {key:<28} {'see notes' if value is None else f'{value:.6g}':>12}")
+        if self.crashes is not None:
+            crash = self.crashes.crash
+            shown = "see notes" if crash is None else f"{crash:.6g}"
+            lines.append(f"  {'crash, ' + self.crashes.recovery + ' recovery':<28} {shown:>12}")
         ranked = [s for s in self.sensitivity if s.d_compensation_probability or s.d_stuck][:top]
         if ranked:
             lines.append(f"  {'what drives compensation':<28} {'d comp':>12} {'d stuck':>16}")
@@ -201,8 +217,11 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         )
     if saga.arrivals or any(service.capacity or service.outages for service in saga.services):
         notes.append("capacity limits, outages and arrivals are not modelled here; see simulate")
-    ranking = _sensitivity(saga, chain, table, base, notes) if sensitivity else []
-    return Analysis(
+    if saga.all_resources():
+        notes.append(CONCURRENCY_NOTE)
+    crashes = can_crash(saga)
+    ranking = _sensitivity(saga, chain, table, base, notes) if sensitivity and not crashes else []
+    result = Analysis(
         saga=saga.name,
         outcomes=dict(zip(OUTCOMES, map(float, base.outcomes))),
         compensation_probability=base.compensation,
@@ -214,6 +233,41 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         notes=tuple(notes),
         sensitivity=tuple(ranking),
         fails=_fails(saga, chain, base),
+    )
+    return _with_crashes(result, saga, sensitivity) if crashes else result
+
+
+def _with_crashes(result: Analysis, saga: Saga, sensitivity: bool) -> Analysis:
+    """``result`` with the numbers of the crash chain (:mod:`sagasim.analysis.crashes`) in
+    place of those of the chain without crashes; where it has none (calls racing), the
+    outcomes are those without crashes, and not exact."""
+    effects = effects_of(saga)  # saga: the core analyze works on
+    notes = [*result.notes, *effects.notes]
+    notes.append(
+        "expected latency with coordinator crashes not computed (restarts and re-runs take "
+        "time); see simulate"
+    )
+    if sensitivity:
+        notes.append("sensitivity ranking not computed with coordinator crashes")
+    latency = dict.fromkeys(result.expected_latency_ms, None)
+    if effects.outcomes is None or effects.compensation_probability is None:
+        notes.append("the outcomes above leave coordinator crashes out")
+        unknown = dict.fromkeys(result.anomalies, None)
+        changes: dict[str, Any] = {"exact": False, "anomalies": unknown}
+    else:
+        changes = {
+            "outcomes": effects.outcomes,
+            "compensation_probability": effects.compensation_probability,
+            "anomalies": {k: effects.anomalies[k] for k in result.anomalies},
+            "states": effects.states,
+            "transitions": effects.transitions,
+            "fails": {
+                name: {k: _round(v) or 0.0 for k, v in by.items()}
+                for name, by in effects.fails.items()
+            },
+        }
+    return replace(
+        result, expected_latency_ms=latency, notes=tuple(notes), crashes=effects, **changes
     )
 
 
