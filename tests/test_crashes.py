@@ -21,6 +21,7 @@ from sagasim.model import (
     Compensation,
     Coordinator,
     Exponential,
+    Map,
     Parallel,
     Resource,
     Retry,
@@ -167,6 +168,20 @@ def test_without_crashes_check_is_the_plain_explorer() -> None:
     plain, zero = check(saga), check(crashing(saga, 0.0, "forward"))
     assert plain.to_dict() == zero.to_dict()
     assert plain.consistent and "crashes" not in analyze(saga).to_dict()
+
+
+def test_the_lint_names_a_map_body_step_once_and_skips_what_cannot_duplicate() -> None:
+    body = (Step(name="box"), Step(name="label", idempotent=True), Step(name="look", effects=False))
+    saga = crashing(
+        Saga(name="bulk", steps=(Map(name="pack", items=2, concurrency=1, steps=body),)),
+        0.1,
+        "forward",
+    )
+    assert [w.message.split(" ", 1)[0] for w in crash_warnings(saga)] == ["box"]
+    traces = {v.outcome: v.trace for v in check(saga).violations}
+    trace = traces["duplicate_effect"]
+    runs = {trace[i : i + 3] for i in range(len(trace) - 2)}
+    assert runs & {(f"box_{k}.crash", f"box_{k}.landed", f"box_{k}.ok") for k in (1, 2)}
 
 
 # --- backward -----------------------------------------------------------------------------
@@ -392,7 +407,9 @@ def test_analyze_reports_crashes_and_no_latency() -> None:
     assert set(shape["expected_latency_ms"].values()) == {None}
     assert any("see simulate" in note and "latency" in note for note in result.notes)
     assert shape["anomalies"]["duplicate_effect"] == shape["crashes"]["duplicate_effect"]
-    assert not result.sensitivity
+    assert result.sensitivity  # from the chain without crashes, and said so
+    assert "the sensitivity ranking leaves coordinator crashes out" in result.notes
+    assert not analyze(saga, sensitivity=False).sensitivity
     json.dumps(shape)  # plain JSON
     text = result.to_text()
     assert "crash, forward recovery" in text and "0.0199" in text

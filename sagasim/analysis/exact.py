@@ -219,8 +219,7 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         notes.append("capacity limits, outages and arrivals are not modelled here; see simulate")
     if saga.all_resources():
         notes.append(CONCURRENCY_NOTE)
-    crashes = can_crash(saga)
-    ranking = _sensitivity(saga, chain, table, base, notes) if sensitivity and not crashes else []
+    ranking = _sensitivity(saga, chain, table, base, notes) if sensitivity else []
     result = Analysis(
         saga=saga.name,
         outcomes=dict(zip(OUTCOMES, map(float, base.outcomes))),
@@ -234,21 +233,23 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
         sensitivity=tuple(ranking),
         fails=_fails(saga, chain, base),
     )
-    return _with_crashes(result, saga, sensitivity) if crashes else result
+    return _with_crashes(result, saga) if can_crash(saga) else result
 
 
-def _with_crashes(result: Analysis, saga: Saga, sensitivity: bool) -> Analysis:
+def _with_crashes(result: Analysis, saga: Saga) -> Analysis:
     """``result`` with the numbers of the crash chain (:mod:`sagasim.analysis.crashes`) in
     place of those of the chain without crashes; where it has none (calls racing), the
     outcomes are those without crashes, and not exact."""
     effects = effects_of(saga)  # saga: the core analyze works on
-    notes = [*result.notes, *effects.notes]
+    # the latencies are not computed here: what the chain without crashes said of them goes
+    notes = [n for n in result.notes if not n.startswith("expected latency")]
+    notes += effects.notes
     notes.append(
         "expected latency with coordinator crashes not computed (restarts and re-runs take "
         "time); see simulate"
     )
-    if sensitivity:
-        notes.append("sensitivity ranking not computed with coordinator crashes")
+    if result.sensitivity:
+        notes.append("the sensitivity ranking leaves coordinator crashes out")
     latency = dict.fromkeys(result.expected_latency_ms, None)
     if effects.outcomes is None or effects.compensation_probability is None:
         notes.append("the outcomes above leave coordinator crashes out")
