@@ -68,6 +68,11 @@ def fast_supported(saga: Saga) -> str | None:
     """
     if saga.coordination == "choreography":
         return "a choreography runs on SimPy only (services reacting to broker events)"
+    if saga.coordinator is not None and saga.coordinator.crash > 0:
+        return "the coordinator crashes (coordinator.crash): only SimPy simulates its recovery"
+    touched = any(a.writes or getattr(a, "reads", ()) for a in saga.actions())
+    if touched or saga.coordinator is not None:
+        return "steps share resources or a coordinator is modelled: only SimPy reports them"
     if saga.arrivals is not None:
         return "instances arrive and share the services (arrivals): only SimPy queues them"
     return None

@@ -443,6 +443,9 @@ class Chunk:
             self.schedule(timer, NORMAL, self.gaps[self.started])
         self._start(self._new(slot))
 
+    def _settle(self) -> None:
+        """After the last event, before the results are read (for subclasses)."""
+
     def run(self, seed: int) -> Results:
         if self.plan.saga.arrivals is None:
             self._next()
@@ -452,6 +455,7 @@ class Chunk:
             if self.n:
                 self.schedule(Timer(self.arrive_cbs, None), NORMAL, self.gaps[0])
         self.env.run()
+        self._settle()
         plan, columns = self.plan, self.columns
         services = {s: ServiceStats(s, plan.saga.service(s).capacity) for s in plan.service}
         for a, s in enumerate(plan.service):

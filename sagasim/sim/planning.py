@@ -12,7 +12,7 @@ import math
 from statemachine import StateMachine
 
 from ..exceptions import SagaSimError
-from ..machine.orchestration import OUTCOMES, compile_saga
+from ..machine.orchestration import CRASH, OUTCOMES, compile_saga
 from ..machine.participants import Participants
 from ..machine.program import core, decision_events, ends
 from ..model import Choice, walk
@@ -88,12 +88,19 @@ class Plan:
         self.moves: list[list[list[tuple[Move, Move] | None]]] = [
             [[None] * len(KINDS) for _ in running] for running in self.running_names
         ]
+        #: crashed[state][position]: the state recovery takes the saga to after a crash of the
+        #: coordinator left that action's call in doubt (``ACTION.crash``; -1: no such edge)
+        self.crashed = [[-1] * len(running) for running in self.running_names]
         for sid, event in machine.table:
             name, kind = event.rsplit(".", 1)
             if name not in index:  # a decision: see decide
                 continue
             s, limit = self.sindex[sid], self.limit[index[name]]
-            position, k = self.running_names[s].index(name), KINDS.index(kind)
+            position = self.running_names[s].index(name)
+            if kind == CRASH:  # only with a coordinator that crashes: sagasim.sim.shared
+                self.crashed[s][position] = self.sindex[machine.step(sid, event).target]
+                continue
+            k = KINDS.index(kind)
             left, exhausted = (machine.step(sid, event, b or limit is None) for b in (True, False))
             self.moves[s][position][k] = tuple(  # type: ignore[assignment]
                 self.move(s, position, k, self.sindex[e.target], e.is_retry)

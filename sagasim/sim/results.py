@@ -37,6 +37,7 @@ import numpy as np
 
 from ..machine.orchestration import OUTCOMES
 from ..machine.participants import ANOMALIES
+from .concurrency import Concurrency
 from .traces import InstanceTrace, Span, TraceEvent, write_traces
 
 __all__ = ["COLUMNS", "InstanceTrace", "Rate", "Results", "ServiceStats", "Span", "TraceEvent"]
@@ -182,6 +183,8 @@ class Results:
     decisions: frozenset[str] = frozenset()
     #: Which engine ran: ``"simpy"`` (the reference) or ``"fast"`` (:mod:`sagasim.sim.fast`).
     engine: str = "simpy"
+    #: Shared resources, locks and crashes (:mod:`sagasim.sim.shared`); None for other models.
+    concurrency: Concurrency | None = None
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.outcomes.items())
@@ -378,7 +381,6 @@ class Results:
     def to_dict(self) -> dict[str, Any]:
         """DESIGN.md's ``simulate`` JSON, plus rates, latency by outcome, windows, services and
         per-instance retries and compensations; floats rounded so the text is stable."""
-        comp = self.compensation_rate
         counts = self.outcomes
         anomalies = self.anomalies
         data = {
@@ -386,10 +388,7 @@ class Results:
             "runs": self.runs,
             "seed": self.seed,
             "outcomes": counts,
-            "compensation_rate": {
-                "value": _round(comp.value, RATE_DIGITS),
-                "ci95": [_round(comp.low, RATE_DIGITS), _round(comp.high, RATE_DIGITS)],
-            },
+            "compensation_rate": self._rate_dict(COMPENSATION),
             "latency_ms": _rounded(self.latency()),
             "anomalies": {key: anomalies[name] for key, name in zip(ANOMALY_KEYS, ANOMALIES)},
             "rates": {name: self._rate_dict(name) for name in OUTCOMES},
@@ -412,6 +411,8 @@ class Results:
         } | ({"fails": self.fails} if self.fail_names else {})
         if self.engine != "simpy":  # SimPy's JSON stays as it was, byte for byte
             data["engine"] = self.engine
+        if self.concurrency is not None:  # only models with resources or a coordinator
+            self.concurrency.report(data, self.runs)
         return data
 
     def _rate_dict(self, name: str) -> dict[str, Any]:
@@ -435,13 +436,8 @@ class Results:
         comp = self.compensation_rate
         rows.append(("compensation rate", f"{comp.value:.4%}  [{comp.low:.4%}, {comp.high:.4%}]"))
         lat = self.latency()
-        rows.append(
-            (
-                "latency ms",
-                f"mean {lat['mean']:.1f}  p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}"
-                f"  p99 {lat['p99']:.1f}",
-            )
-        )
+        shown = "  ".join(f"{key} {lat[key]:.1f}" for key in ("mean", "p50", "p95", "p99"))
+        rows.append(("latency ms", shown))
         window = self.inconsistency_window()
         if not math.isnan(window["mean"]):
             rows.append(("inconsistency ms", f"mean {window['mean']:.1f}  p99 {window['p99']:.1f}"))
@@ -453,6 +449,8 @@ class Results:
         rows.append(
             ("anomalies", "  ".join(f"{k} {v:,}" for k, v in self.anomalies.items()) or "none")
         )
+        if self.concurrency is not None:
+            rows.extend(self.concurrency.rows(self.runs))
         for name, s in self.service_stats().items():
             util = s["utilisation"]
             load = f"utilisation {util:.1%}  " if isinstance(util, float) else ""
@@ -543,6 +541,9 @@ def merge(parts: Sequence[Results]) -> Results:
         containers=first.containers,
         decisions=first.decisions,
         engine=first.engine,
+        concurrency=None
+        if first.concurrency is None
+        else Concurrency.merged([p.concurrency for p in parts if p.concurrency is not None]),
     )
 
 
@@ -592,4 +593,5 @@ def assemble(
         containers=containers or {},
         decisions=decisions,
         engine=engine,
+        concurrency=None,
     )

@@ -36,7 +36,7 @@ import numpy as np
 from ..exceptions import SagaSimError
 from ..machine.choreography import compile_choreography
 from ..model.saga import Saga
-from . import choreography, fast, orchestration
+from . import choreography, fast, orchestration, shared
 from .results import Results, merge
 from .traces import InstanceTrace
 
@@ -93,8 +93,12 @@ def _simulable(saga: Saga) -> None:
 def _run_chunk(
     saga: Saga, seed: int, seed_seq: np.random.SeedSequence, first: int, n: int, trace_limit: int
 ) -> Results:
-    """One chunk of either coordination, self-contained so that it can run in another process."""
-    backend = choreography if saga.coordination == "choreography" else orchestration
+    """One chunk of either coordination, self-contained so that it can run in another process
+    (orchestrated sagas sharing resources or with a coordinator on :mod:`sagasim.sim.shared`)."""
+    if saga.coordination == "choreography":
+        backend = choreography
+    else:
+        backend = shared if shared.needed(saga) else orchestration
     return backend.run_chunk(saga, seed, seed_seq, first, n, trace_limit)
 
 
@@ -189,6 +193,10 @@ def simulate_instance(
     chunk: orchestration.Chunk | choreography.Chunk
     if saga.coordination == "choreography":
         chunk = choreography.Chunk(saga, np.random.default_rng(seed), 1, 0, 1)
+    elif shared.needed(saga):
+        root = np.random.SeedSequence(seed)
+        rng, crash_rng = (np.random.default_rng(s) for s in (root, shared.coordinator_seed(root)))
+        chunk = shared.SharedChunk(orchestration.plan(saga), rng, 1, 0, 1, crash_rng)
     else:
         chunk = orchestration.Chunk(orchestration.plan(saga), np.random.default_rng(seed), 1, 0, 1)
     chunk.library = driver == "library"

@@ -18,6 +18,12 @@ from ..model import Entry, Parallel, Step, SubSaga, blocks_of
 
 #: Participants' events of a trace (a timed-out attempt landing, or lost), not the machine's.
 LATE_EVENTS = (".late_ok", ".late_fail")
+#: The coordinator's events (docs/concurrency.md): a crash with a call in doubt or after an
+#: outcome record, the restart, and whether the call in doubt landed.
+COORDINATOR_EVENTS = (".crash", ".crash_after", ".restart", ".landed", ".lost")
+#: Spans that are no attempt: ``result`` names them (a wait for a semantic lock, the
+#: coordinator down after a crash); their category and colour in the trace-event file.
+WAITS = {"lock_wait": ("lock", "grey"), "restart": ("coordinator", "black")}
 MS_DIGITS = 3
 
 
@@ -142,6 +148,22 @@ def chrome_trace(
             }
         )
         for s in trace.spans:
+            if s.result in WAITS:
+                category, colour = WAITS[s.result]
+                events.append(
+                    {
+                        "name": f"{s.action} {s.result.replace('_', ' ')}",
+                        "cat": category,
+                        "ph": "X",
+                        "pid": 1,
+                        "tid": tid,
+                        "ts": round(s.start_ms * 1000, 3),
+                        "dur": round((s.end_ms - s.start_ms) * 1000, 3),
+                        "cname": colour,
+                        "args": {"attempt": s.attempt},
+                    }
+                )
+                continue
             events.append(
                 {
                     "name": s.action,
@@ -159,7 +181,8 @@ def chrome_trace(
         instants = [
             (e.t_ms, e.event)
             for e in trace.events
-            if e.event.endswith(LATE_EVENTS) or e.event.rsplit(".", 1)[0] in decisions
+            if e.event.endswith(LATE_EVENTS + COORDINATOR_EVENTS)
+            or e.event.rsplit(".", 1)[0] in decisions
         ]
         instants.append((trace.start_ms + trace.latency_ms, trace.outcome))
         events.extend(

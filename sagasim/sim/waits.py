@@ -1,9 +1,11 @@
 """The events the SimPy orchestration engine (:mod:`sagasim.sim.orchestration`) schedules and
-what its instances hold: bare events, a service's servers, attempts in flight, instances.
+what its instances hold: bare events, a service's servers, attempts in flight, instances, and
+what sharing resources and a crashing coordinator add (:mod:`sagasim.sim.shared`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,10 +14,12 @@ from typing import Any
 from simpy.events import NORMAL
 from statemachine import StateMachine
 
+from ..machine.participants import Participants
 from .planning import Ledger
+from .resources import Party
 from .traces import Span, TraceEvent
 
-__all__ = ["AnyOf", "Callback", "Flight", "Instance", "Servers", "Timer"]
+__all__ = ["AnyOf", "Callback", "Flight", "Instance", "Landing", "Member", "Servers", "Timer"]
 
 #: An event callback, as :meth:`simpy.Environment.step` calls it.
 Callback = Callable[[Any], None]
@@ -119,3 +123,26 @@ class AnyOf:
         if not self.done:
             self.done = True
             self.chunk.schedule(Timer(self.chunk.resume_cbs, self.inst), NORMAL, 0)
+
+
+@dataclass(slots=True, eq=False)
+class Member(Instance):
+    """An instance with what it holds of the shared resources and its coordinator's crashes."""
+
+    party: Party | None = None
+    crashes: int = 0
+    pending: Flight | None = None  # the call in doubt, until recovery takes its edge
+    down: tuple[float, float] = (math.inf, math.inf)  # the coordinator's last restart
+
+
+class Landing(Participants):
+    """The participants' bookkeeping, with the landing of a call left in doubt."""
+
+    def land(self, ledger: Ledger, action: str, running: tuple[str, ...]) -> Ledger:
+        """The call of ``action`` a crash left in doubt lands now: as a late landing (a
+        duplicate, hanging or late leak where one is), with nothing pending."""
+        if action in self.undoes:
+            return self._undo(ledger, self.undoes[action])
+        if action not in self.effect_index:
+            return ledger
+        return self._apply(ledger, action, late=True, running=action in running)
