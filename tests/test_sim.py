@@ -32,6 +32,7 @@ from sagasim.model import (
 from sagasim.sim import simulate, simulate_instance
 from sagasim.sim.results import COLUMNS
 from sagasim.verify import explore, explore_choreography
+from sagasim.verify.crashes import can_crash, explore_crashes
 from tests.strategies import sagas
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -133,7 +134,10 @@ def test_drivers_agree_and_outcomes_are_reachable_on_random_sagas(saga: Saga) ->
         assert simulate_instance(saga, seed) == simulate_instance(saga, seed, driver="library")
     results = simulate(saga, runs=300, seed=1)
     assert sum(results.outcomes.values()) == 300
-    space = explore_choreography(saga) if saga.coordination == "choreography" else explore(saga)
+    if saga.coordination == "choreography":
+        space = explore_choreography(saga)
+    else:  # a coordinator that crashes: check's crash at every log point
+        space = explore_crashes(saga) if can_crash(saga) else explore(saga)
     seen = {name for name, n in results.outcomes.items() if n}
     assert seen <= space.outcomes_reachable()
     assert {name for name, n in results.anomalies.items() if n} <= space.anomalies_reachable()
@@ -152,7 +156,10 @@ def test_every_simulated_outcome_and_anomaly_is_reachable(path: Path) -> None:
     saga = replace(io.load(path), services=(), arrivals=None)
     results = simulate(saga, runs=4_000, seed=11)
     assert sum(results.outcomes.values()) == results.runs == 4_000
-    space = explore_choreography(saga) if saga.coordination == "choreography" else explore(saga)
+    if saga.coordination == "choreography":
+        space = explore_choreography(saga)
+    else:  # a coordinator that crashes: check's crash at every log point
+        space = explore_crashes(saga) if can_crash(saga) else explore(saga)
     seen = {name for name, n in results.outcomes.items() if n}
     assert seen and seen <= space.outcomes_reachable()
     assert {name for name, n in results.anomalies.items() if n} <= space.anomalies_reachable()
