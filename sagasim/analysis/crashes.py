@@ -183,13 +183,13 @@ def _probabilities(saga: Saga, space: CrashSpace, c: float) -> np.ndarray:
     p = np.empty(len(space.edges))
     for e, (source, _, action, kind) in enumerate(space.edges):
         forced = space.forced[source] == action
-        if kind == CRASH:
+        if action in branches:  # (a branch may be labelled landed or lost)
+            p[e] = branches[action][kind]
+        elif kind == CRASH:
             p[e] = c
         elif kind in (LANDED, LOST):
             ok = 1.0 if forced else outcomes[action]["ok"]
             p[e] = ok if kind == LANDED else 1.0 - ok
-        elif action in branches:
-            p[e] = branches[action][kind]
         else:
             chance = 1.0 if forced else outcomes[action][kind]
             sid = space.nodes[source][0]
