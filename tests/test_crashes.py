@@ -9,14 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sagasim.analysis import analyze, crash_effects
+from sagasim.analysis.crashes import _probabilities
 from sagasim.exceptions import SagaSimError
 from sagasim.io import load
-from sagasim.machine import compile_saga
+from sagasim.machine import compile_saga, core
 from sagasim.model import (
     Compensation,
     Coordinator,
@@ -270,7 +272,20 @@ def test_backward_after_the_pivot_reruns_forward() -> None:
 # --- check and analyze agree ----------------------------------------------------------------
 
 
+def _rows_sum_to_one(saga: Saga) -> None:
+    """Out of every state that is not an end state, the chain's edge probabilities add to 1."""
+    unrolled = core(saga)
+    assert unrolled.coordinator is not None
+    space = explore_crashes(unrolled, after_outcome=True)
+    p = _probabilities(unrolled, space, unrolled.coordinator.crash)
+    sums = np.zeros(len(space.nodes))
+    np.add.at(sums, [e[0] for e in space.edges], p)
+    inner = [i for i in range(len(space.nodes)) if i not in space.ends]
+    assert np.allclose(sums[inner], 1.0, atol=1e-12)
+
+
 def _supports(saga: Saga) -> tuple[set[str], set[str], set[str], set[str]]:
+    _rows_sum_to_one(saga)
     effects = crash_effects(saga)
     assert effects.exact and effects.outcomes is not None
     outcomes = {k for k, p in effects.outcomes.items() if p > 0}
