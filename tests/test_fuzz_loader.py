@@ -148,12 +148,14 @@ def mutated_data(draw: st.DrawFn) -> Any:
             continue
         parent, key = get(data, at[:-1]), at[-1]
         edit = draw(st.sampled_from(["replace", "replace", "delete", "unknown", "nest", "copy"]))
+        # NASTY's lists and dicts are copied: a later edit inside one must not change NASTY
         if edit == "replace":
-            parent[key] = draw(st.sampled_from(NASTY) | st.integers() | st.floats() | st.text())
+            value = draw(st.sampled_from(NASTY) | st.integers() | st.floats() | st.text())
+            parent[key] = copy.deepcopy(value)
         elif edit == "delete":
             del parent[key]
         elif edit == "unknown" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(KEYS))] = draw(st.sampled_from(NASTY))
+            parent[draw(st.sampled_from(KEYS))] = copy.deepcopy(draw(st.sampled_from(NASTY)))
         elif edit == "nest":
             value = parent[key]
             for _ in range(draw(st.integers(1, 60))):
