@@ -483,7 +483,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fail-on",
         metavar="OUTCOMES",
         help="comma-separated outcomes that count as violations (default: leaked,"
-        "stuck,duplicate_effect,hanging,late_leak)",
+        "stuck,duplicate_effect,hanging,late_leak and, between instances, lost_update,"
+        "dirty_read,stale_compensation,deadlock)",
     )
     max_states(chk)
     overrides(chk)

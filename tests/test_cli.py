@@ -114,7 +114,7 @@ def test_fail_on_narrows_what_counts() -> None:
     assert code == 2 and out == ""
     assert err == (
         "--fail-on: unknown outcome 'lost' (expected some of leaked, stuck, duplicate_effect,"
-        " hanging, late_leak)\n"
+        " hanging, late_leak, lost_update, dirty_read, stale_compensation, deadlock)\n"
     )
 
 

@@ -2,7 +2,9 @@
 sentence that says how to fix it: a step with effects and no compensation, a compensation that
 can fail for good, ambiguous timeouts, steps after the pivot that can fail, a broker that loses
 or duplicates messages, and, in the graph model, a branch never taken, a step never reached, a
-self-compensating step without a compensation and a map too wide to check.
+self-compensating step without a compensation and a map too wide to check; and shared resources
+that ``check`` sees one instance touch (the anomalies between instances are
+:mod:`~sagasim.verify.countermeasures`').
 
 >>> from sagasim.model import Saga, Step, Branch, Choice
 >>> saga = Saga(name="s", steps=(Step(name="a", effects=False), Choice(name="c", branches=(
@@ -130,7 +132,22 @@ def lint(saga: Saga) -> list[Warning]:
                     "rejection.",
                 )
             )
-    return warnings + _graph_lint(saga) + _broker_lint(saga)
+    return warnings + _graph_lint(saga) + _broker_lint(saga) + _shared_lint(saga)
+
+
+def _shared_lint(saga: Saga) -> list[Warning]:
+    """Resources that only one instance at a time ever touches in ``check``."""
+    touched = {w.resource for a in saga.actions() for w in a.writes}
+    touched |= {name for s in saga.all_steps() for name in s.reads}
+    if not touched or saga.instances > 1 or saga.arrivals is not None:
+        return []
+    names = ", ".join(r.name for r in saga.all_resources() if r.name in touched)
+    message = (
+        f"the steps share resources ({names}), but check explores one instance and the saga "
+        "has no arrivals: set instances: 2 to look for lost updates, dirty reads and stale "
+        "compensations between concurrent sagas."
+    )
+    return [Warning("single-instance", message)]
 
 
 def _broker_lint(saga: Saga) -> list[Warning]:

@@ -27,12 +27,14 @@ from typing import Any
 from ..machine import OUTCOMES, compile_saga, ends
 from ..model import Saga
 from .choreography import ChoreographySpace, explore_choreography
+from .countermeasures import interleaving_lint
 from .crashes import can_crash, crash_warnings, explore_crashes
+from .interleave import KINDS, InterleavedSpace, explore_instances, interleaves
 from .lint import Warning, lint
 from .statespace import DEFAULT_MAX_STATES, StateSpace, explore
 
-#: What ``--fail-on`` may name, and what it names by default.
-VIOLATION_KINDS = ("leaked", "stuck", "duplicate_effect", "hanging", "late_leak")
+#: What ``--fail-on`` may name, and what it names by default (the interleaving's last).
+VIOLATION_KINDS = ("leaked", "stuck", "duplicate_effect", "hanging", "late_leak", *KINDS)
 DEFAULT_FAIL_ON = frozenset(VIOLATION_KINDS)
 
 
@@ -59,10 +61,12 @@ class CheckReport:
     space: StateSpace | ChoreographySpace | None = None
     #: End states by the name of the ``fail`` entry that led there (sagas with fail entries).
     fails: dict[str, int] = field(default_factory=dict)
+    #: The interleaved instances, when ``check`` explored them (:func:`interleaves`).
+    interleaving: InterleavedSpace | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of DESIGN.md (``anomalies`` counts end states with each anomaly)."""
-        return {
+        data = {
             "saga": self.saga,
             "consistent": self.consistent,
             "states": self.states,
@@ -72,6 +76,9 @@ class CheckReport:
             "violations": [{"outcome": v.outcome, "trace": list(v.trace)} for v in self.violations],
             "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
         } | ({"fails": dict(self.fails)} if self.fails else {})
+        if self.interleaving is not None:
+            data["interleaving"] = self.interleaving.to_dict()
+        return data
 
     def to_text(self) -> str:
         """The human report."""
@@ -91,6 +98,18 @@ class CheckReport:
             lines.append(
                 "  anomalies: " + ", ".join(f"{k} in {n:,} end states" for k, n in found.items())
             )
+        if self.interleaving is not None:
+            space = self.interleaving
+            lines.append(
+                f"  {space.instances} instances interleaved: {space.states:,} states, "
+                f"{space.transitions:,} transitions"
+            )
+            found = {k: n for k, n in space.ends.items() if n}
+            if found:
+                lines.append(
+                    "  interleaving anomalies: "
+                    + ", ".join(f"{k} in {n:,} end states" for k, n in found.items())
+                )
         if self.violations:
             lines.append("  violations (shortest trace to each):")
             for v in self.violations:
@@ -134,7 +153,18 @@ def check(
         for kind in VIOLATION_KINDS
         if kind in fail_on and kind in space.first_end
     ]
+    warnings = lint(saga) + crash_warnings(saga)
+    interleaving = None
+    if interleaves(saga):  # many instances over shared resources
+        interleaving = explore_instances(saga, max_states=max_states)
+        violations += [
+            Violation(kind, interleaving.trace(kind))
+            for kind in KINDS
+            if kind in fail_on and kind in interleaving.reachable()
+        ]
+        warnings += interleaving_lint(saga, interleaving, max_states=max_states)
     return CheckReport(
+        interleaving=interleaving,
         fails=_fails(saga, space),
         saga=saga.name,
         consistent=not violations,
@@ -142,7 +172,7 @@ def check(
         transitions=len(space.edges),
         end_states=end_states,
         violations=violations,
-        warnings=lint(saga) + crash_warnings(saga),
+        warnings=warnings,
         anomalies=anomalies,
         space=space,
     )
