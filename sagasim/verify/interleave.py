@@ -22,8 +22,10 @@ on who wrote after whom, not on the numbers. Exploration is breadth-first with p
 so the first state that reaches an anomaly gives its shortest trace, each event prefixed by the
 instance it belongs to as if nothing had been reduced (``2:book_seat.ok``). An attempt that a
 countermeasure refuses ends ``ACTION.conflict`` (the machine's ``fail`` edge). A timed-out
-attempt never lands here (late landings are the single-instance explorer's business), and a
-choice is taken at once, before any other instance moves (it touches no resource).
+attempt never lands here (late landings are the single-instance explorer's business, as are
+coordinator crashes), and a choice is taken at once, before any other instance moves (it
+touches no resource). A step's reads happen before its writes, so a step that reads and
+writes a register loses nothing.
 
 Examples
 --------
@@ -62,8 +64,8 @@ KINDS = (*ANOMALIES, "deadlock")
 #: The event kind of an attempt a countermeasure refuses (a transient failure, no effect).
 CONFLICT = "conflict"
 
-# read statuses
-_UNREAD, _FRESH, _STALE = 0, 1, 2
+# read statuses (0: never read)
+_FRESH, _STALE = 1, 2
 # record statuses; the slot after a record's status says whether another instance read it
 _NONE, _CURRENT, _SUPERSEDED, _OVERWRITTEN = 0, 1, 2, 3
 
