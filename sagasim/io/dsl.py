@@ -367,8 +367,9 @@ def saga(
     ...
     sagasim.exceptions.SagaDefinitionError: steps[1].name: expected a unique name, got 'a' again ...
     """
-    top = {"saga": name, "description": description, "coordination": coordination}
-    top |= {"compensation_order": compensation_order, "instances": instances}
+    top: dict[str, Any] = {"saga": name, "description": description}
+    top |= {"coordination": coordination, "compensation_order": compensation_order}
+    top |= {"instances": instances}
     shared = {"resources": resources, "isolation": isolation, "coordinator": coordinator}
     top |= {key: dict(value) for key, value in shared.items() if value is not None}
     fields = read_fields(top, "", SAGA, "")

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..exceptions import SagaDefinitionError
 from ..model import validate as validate_model
+from ..model.data import Coordinator
 from ..model.latency import Constant, Empirical, Exponential, Latency, LogNormal, Normal, Uniform
 from ..model.saga import (
     Arrivals,
@@ -51,7 +52,6 @@ from ..model.saga import (
     SubSaga,
     Succeed,
 )
-from ..model.data import Coordinator
 from . import yaml as _yaml
 from .shared import (
     read_isolation,

@@ -13,11 +13,12 @@ second into the first, and a model is always written the first way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from ..exceptions import SagaDefinitionError
-from ..model.data import ISOLATIONS, Resource, Write
+from ..model.data import ISOLATIONS, Isolation, Resource, Write
 from .values import (
     Field,
     each,
@@ -103,14 +104,19 @@ def write_resources(resources: tuple[Resource, ...]) -> dict[str, Any]:
     return {r.name: write_fields(r, _RESOURCE) for r in resources}
 
 
-def read_isolation(value: object, path: str) -> dict[str, str]:
+def read_isolation(value: object, path: str) -> dict[str, Isolation]:
     """The top-level ``isolation`` mapping: resource name -> countermeasure."""
     if not isinstance(value, dict):
         raise expected("a mapping from resource name to " + "|".join(ISOLATIONS), value, path)
-    return {read_label(k, f"{path}.{k}"): read_isolation_mode(v, f"{path}.{k}") for k, v in value.items()}
+    return {
+        read_label(k, f"{path}.{k}"): read_isolation_mode(v, f"{path}.{k}")
+        for k, v in value.items()
+    }
 
 
-def with_isolation(resources: tuple[Resource, ...], isolation: dict[str, str]) -> tuple[Resource, ...]:
+def with_isolation(
+    resources: tuple[Resource, ...], isolation: Mapping[str, Isolation]
+) -> tuple[Resource, ...]:
     """``resources`` with the top-level ``isolation`` mapping applied; a name it gives that is
     no resource is refused at ``isolation.NAME``."""
     known = {r.name for r in resources}

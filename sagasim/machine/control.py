@@ -27,9 +27,8 @@ Groups do not nest (a model rule), so at most one group is active at a time.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import replace
+from typing import Any
 
 from ..model import Choice, Fail, Goto, Parallel, Saga, Step, SubSaga, Succeed, rebuild
 

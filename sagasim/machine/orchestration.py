@@ -23,11 +23,11 @@ for the groups sagas have in practice.
 
 Events are ``ACTION.EVENT`` with EVENT one of ``ok``, ``fail``, ``reject``, ``timeout``, and
 ``CHOICE.LABEL`` for a choice's branches, and ``ACTION.crash`` where the coordinator may crash
-with that call in doubt (a ``coordinator``; see :meth:`Control.crashed`); a transient failure (``fail`` or ``timeout``) with
-attempts left loops back to the same state under the guard ``retry_left``, the one guard of
-every machine. Only events the model makes possible are compiled (no ``reject`` edge where
-``reject`` is 0, no edge for a branch of probability 0), so the class depends on the saga's
-structure, not on its numbers, and is cached on that structure.
+with that call in doubt (a ``coordinator``; see :meth:`Control.crashed`); a transient failure
+(``fail`` or ``timeout``) with attempts left loops back to the same state under the guard
+``retry_left``, the one guard of every machine. Only events the model makes possible are
+compiled (no ``reject`` edge where ``reject`` is 0, no edge for a branch of probability 0), so
+the class depends on the saga's structure, not on its numbers, and is cached on that structure.
 
 Examples
 --------
