@@ -352,6 +352,7 @@ BROKER: list[Field] = [
 ]
 _broker = reader(Broker, BROKER, "a mapping such as {latency: {dist: constant, value: 2ms}}")
 
+
 def _read_restart(value: object, path: str) -> Latency:
     """A duration (``5s``) or a distribution mapping."""
     if isinstance(value, dict):
