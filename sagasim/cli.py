@@ -73,8 +73,10 @@ def _draw(args: argparse.Namespace) -> int:
     out = _output_path(args.output, args.model)
     if args.view == "states":
         from .verify import explore
+        from .verify.crashes import can_crash, explore_crashes
 
-        space = explore(saga, max_states=args.max_states)
+        # a coordinator that crashes: the space check explores, a crash at every log point
+        space = (explore_crashes if can_crash(saga) else explore)(saga, max_states=args.max_states)
         graph = render.states_diagram(space.to_networkx())
         render.write(graph, out)
     else:

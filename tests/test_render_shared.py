@@ -260,3 +260,24 @@ def test_a_coordinator_that_cannot_crash_changes_nothing(saga, view: str, tmp_pa
     assert all(
         not data["crash"] for _, data in step_graph(compile_saga(saga), saga).nodes(data=True)
     )
+
+
+def test_draw_states_of_a_crashing_coordinator_draws_the_space_check_explores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sagasim.cli import main
+    from sagasim.verify.crashes import explore_crashes
+
+    out = tmp_path / "states.dot"
+    assert (
+        main(["draw", str(MODELS / "seat_booking_crash.yaml"), "--view", "states", "-o", str(out)])
+        == 0
+    )
+    capsys.readouterr()
+    _, edges = dot_statements(out.read_text())
+    events = [label_of(a) for u, v, a in edges if u != "__start__"]
+    space = explore_crashes(load(MODELS / "seat_booking_crash.yaml"))
+    assert sorted(events) == sorted(e for _, _, e in space.to_networkx().edges(data="event"))
+    crashes = [a for _, _, a in edges if label_of(a).endswith((".crash", ".landed", ".lost"))]
+    assert crashes and all(a["style"] == "dashed" and a["color"] == GREY for a in crashes)
+    assert all(a.get("constraint") != "false" for a in crashes)  # they lead to new states

@@ -158,6 +158,7 @@ EDGE_LOOKS: dict[str, tuple[str, str, float, int]] = {
     "goto": ("#1f618d", "dashed", 1.2, 1),
     "data": ("#117864", "dotted", 1.3, 0),
     "crash": ("#7b8a8b", "dashed", 1.0, 0),
+    "crash_event": ("#7b8a8b", "dashed", 1.0, 1),  # in a state space: it leads somewhere new
 }
 
 CLUSTER_STYLE = dict(style="rounded,dashed", color="#7b8a8b", fontcolor="#566573", fontsize="10")

@@ -189,7 +189,7 @@ def states_diagram(G: nx.DiGraph, bad: Collection[Hashable] | None = None) -> gr
         event = str(data.get("event", ""))
         look = "forward" if event.endswith(".ok") or not event or u in deciding else "failure"
         if event.rsplit(".", 1)[-1] in CRASH_EVENTS:
-            look = "crash"
+            look = "crash_event"
         d.edges.append(Edge(str(u), str(v), event, "retry" if u == v else look))
     return to_graphviz(d)
 
