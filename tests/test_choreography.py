@@ -72,7 +72,8 @@ def test_each_service_machine_is_a_library_class_read_back() -> None:
 
 @pytest.mark.parametrize("path", sorted(MODELS.glob("**/*.yaml")), ids=lambda p: p.stem)
 def test_a_perfect_broker_reaches_the_orchestrated_end_states(path: Path) -> None:
-    saga = replace(io.load(path), coordination="orchestration", broker=Broker())
+    # without crashes: a choreography's outboxes and a coordinator crash differently
+    saga = replace(io.load(path), coordination="orchestration", broker=Broker(), coordinator=None)
     if any(isinstance(e, (Goto, Map, SubSaga)) for e in walk(saga.steps)):  # refused in one line
         with pytest.raises(SagaSimError, match="which a choreography cannot run yet"):
             explore_choreography(replace(saga, coordination="choreography"))

@@ -215,6 +215,12 @@ def analyze(saga: Saga, *, sensitivity: bool = True) -> Analysis:
             "these are the orchestrated form's numbers: a choreography's broker latency, loss, "
             "duplicates and reordering are not modelled here; see simulate or compare"
         )
+    c = saga.coordinator
+    if saga.coordination == "choreography" and c is not None and c.crash > 0:
+        notes.append(
+            "the services' outbox crashes (a crash after publishing sends an event twice) are "
+            "not among these numbers; see check and simulate"
+        )
     if saga.arrivals or any(service.capacity or service.outages for service in saga.services):
         notes.append("capacity limits, outages and arrivals are not modelled here; see simulate")
     if saga.all_resources():

@@ -131,7 +131,11 @@ class _Compiler:
         self.actions: dict[str, Action] = {a.name: a for a in saga.actions()}
         #: Whether every running call gets a ``CALL.crash`` edge: the coordinator crashed
         #: while the call was in flight, and recovered (:meth:`Control.crashed`).
-        self.crashes = saga.coordinator is not None and saga.coordinator.crash > 0
+        self.crashes = (
+            saga.coordinator is not None
+            and saga.coordinator.crash > 0
+            and saga.coordination == "orchestration"  # a choreography's services have outboxes
+        )
 
     def events_of(self, action: str) -> list[str]:
         possible = self.saga.possible_events(self.actions[action])
@@ -259,7 +263,8 @@ def _signature(saga: Saga) -> tuple[Any, ...]:
             return ("goto", e.target)
         raise AssertionError(f"{e!r} is not in a core saga")
 
-    crashes = saga.coordinator.recovery if saga.coordinator and saga.coordinator.crash else None
+    c, orchestrated = saga.coordinator, saga.coordination == "orchestration"
+    crashes = c.recovery if c is not None and c.crash > 0 and orchestrated else None
     return (saga.name, saga.compensation_order, crashes, tuple(map(shape, saga.steps)))
 
 

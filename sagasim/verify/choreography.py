@@ -48,7 +48,9 @@ __all__ = ["ChoreographySpace", "explore_choreography"]
 
 #: A message the broker holds: event, subscribing step, whether it is a duplicate's copy.
 Message = tuple[str, str, bool]
-Node = tuple[Local, tuple[Message, ...]]
+#: A state: the services' local state and the messages in flight, and with outbox crashes
+#: possible, how many crashes happened so far.
+Node = tuple[Local, tuple[Message, ...]] | tuple[Local, tuple[Message, ...], int]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +81,44 @@ class _Successors:
         self.redeliveries = attempts = broker.redelivery.attempts
         self.lost_for_good = "lost" if attempts == 1 else f"lost {attempts} times"
         self.events = {a: saga.possible_events(saga.action(a)) for a in chor.actions}
+        # Outbox crashes (docs/concurrency.md): a service that crashes after publishing an
+        # event but before marking it publishes it again; the count of crashes so far is the
+        # third part of a node then, and there is none otherwise.
+        c = saga.coordinator
+        self.crash_budget = c.max_crashes if c is not None and c.crash > 0 else 0
+
+    def harmful(self, event: str, step: str) -> bool:
+        """Whether a second copy of ``event`` can change what ``step``'s service does: a
+        trigger or a failure reaching a service that does not deduplicate it."""
+        role = self.chor.role(step)
+        return (event in role.triggers and not role.idempotent) or (
+            event in role.failures and not role.undo_idempotent
+        )
+
+    def with_outbox_crashes(
+        self, moves: list[tuple[str, str, str, Node]], flight: tuple[Message, ...], crashes: int
+    ) -> list[tuple[str, str, str, Node]]:
+        """``moves`` with the crash count carried, and for each move that publishes an event
+        a subscriber would take twice to harm, the same move with its service crashed after
+        publishing: every new message sent twice, one crash more."""
+        out: list[tuple[str, str, str, Node]] = []
+        for label, what, kind, target in moves:
+            local, after = target[0], target[1]
+            out.append((label, what, kind, (local, after, crashes)))
+            if crashes >= self.crash_budget:
+                continue
+            sent = [m for m in after if not m[2]]
+            for m in flight:  # what the move consumed or kept: the rest it published
+                if m in sent:
+                    sent.remove(m)
+            if not any(self.harmful(e, step) for e, step, _ in sent):
+                continue
+            events = ", ".join(dict.fromkeys(e for e, _, _ in sent))
+            twice = self.canonical((*after, *((e, step, True) for e, step, _ in sent)))
+            service = self.chor.service_of_event(sent[0][0])
+            crashed = f"{label}; {service} crashes after publishing {events}"
+            out.append((crashed, what, "outbox_crash", (local, twice, crashes + 1)))
+        return out
 
     def send(self, flight: tuple[Message, ...], events: tuple[str, ...]) -> tuple[Message, ...]:
         subscribers = self.chor.subscribers
@@ -108,8 +148,15 @@ class _Successors:
         return sum(1 for m in flight if m[:2] == (event, step)) == 1
 
     def of(self, node: Node) -> list[tuple[str, str, str, Node]]:
-        local, flight = node
-        chor, out = self.chor, []
+        if len(node) == 3:
+            local, flight, crashes = node
+            return self.with_outbox_crashes(self.moves((local, flight)), flight, crashes)
+        return self.moves(node)
+
+    def moves(self, node: Node) -> list[tuple[str, str, str, Node]]:
+        local, flight = node[0], node[1]
+        chor = self.chor
+        out: list[tuple[str, str, str, Node]] = []
         deciding = chor.deciding(local)
         if deciding:  # a decision takes no time: it comes before anything else
             choice = deciding[0]
@@ -171,7 +218,7 @@ def explore_choreography(saga: Saga, *, max_states: int = DEFAULT_MAX_STATES) ->
     successors = _Successors(saga)
     chor = successors.chor
     begin = chor.begin()
-    start: Node = (begin.local, ())
+    start: Node = (begin.local, (), 0) if successors.crash_budget else (begin.local, ())
     space = ChoreographySpace(saga=saga, choreography=chor)
     index: dict[Node, int] = {start: 0}
     nodes, parent, via, edges = space.nodes, space.parent, space.via, space.edges
