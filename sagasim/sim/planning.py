@@ -98,7 +98,10 @@ class Plan:
             s, limit = self.sindex[sid], self.limit[index[name]]
             position = self.running_names[s].index(name)
             if kind == CRASH:  # only with a coordinator that crashes: sagasim.sim.shared
-                self.crashed[s][position] = self.sindex[machine.step(sid, event).target]
+                target = self.sindex[machine.step(sid, event).target]
+                for p, running in enumerate(self.running_names[s]):  # each copy of the action
+                    if running == name:
+                        self.crashed[s][p] = target
                 continue
             k = KINDS.index(kind)
             left, exhausted = (machine.step(sid, event, b or limit is None) for b in (True, False))
@@ -129,6 +132,26 @@ class Plan:
         )
         effects: Effects | None = (tuple(calls), {}) if calls else None
         return (target, carry, retry, f"{name}.{KINDS[kind]}", effects)
+
+    def crash_move(self, source: int, position: int, target: int) -> Move | None:
+        """The ``ACTION.crash`` edge from ``source`` to ``target`` (-1: none) for the action at
+        ``position`` (:mod:`sagasim.sim.shared`): what runs in both states goes on; the steps
+        given up on are, except the step in doubt when its own compensation runs."""
+        if target < 0:
+            return None
+        people = self.people
+        before, after = self.running_names[source], self.running_names[target]
+        name = before[position]
+        carry = tuple(before.index(a) if a in before else -1 for a in after)
+        if target == source:  # the same state: every attempt in flight stays where it is
+            carry = tuple(range(len(before)))
+        undone = set(people.undoes.values())
+        calls = tuple(
+            ("gave_up", a)
+            for a in before
+            if a not in after and a in people.effect_index and not (a == name and a in undone)
+        )
+        return (target, carry, False, f"{name}.{CRASH}", (calls, {}) if calls else None)
 
     def decision(self, source: int) -> Decision:
         """The branches of the choice state ``source`` decides: the cumulative probabilities

@@ -111,7 +111,7 @@ class SharedChunk(Chunk):
         self.landing = Landing(saga)
         self.idempotent = [name in self.landing.idempotent for name in plan.names]
         # moves[state][position][CRASH_KIND]: the crash edge, the same for attempts left or not
-        crashed = [[self._crash_move(s, p, t) for p, t in enumerate(row)] for s, row in
+        crashed = [[plan.crash_move(s, p, t) for p, t in enumerate(row)] for s, row in
                    enumerate(plan.crashed)]  # fmt: skip
         self.moves = [
             [[*kinds, None if move is None else (move, move)] for kinds, move in zip(row, moves)]
@@ -127,23 +127,6 @@ class SharedChunk(Chunk):
         self.doubt_cbs: list[Callback] = [self._doubt_landed]
         self.close_cbs: list[Callback] = [self._closed]
         self.restart_cbs: list[Callback] = [self._restarted]
-
-    def _crash_move(self, source: int, position: int, target: int) -> Move | None:
-        """The ``ACTION.crash`` edge: what runs in both states goes on; the steps given up on
-        are, except the step in doubt when its own compensation runs."""
-        if target < 0:
-            return None
-        plan, people = self.plan, self.plan.people
-        before, after = plan.running_names[source], plan.running_names[target]
-        name = before[position]
-        carry = tuple(before.index(a) if a in before else -1 for a in after)
-        undone = set(people.undoes.values())
-        calls = tuple(
-            ("gave_up", a)
-            for a in before
-            if a not in after and a in people.effect_index and not (a == name and a in undone)
-        )
-        return (target, carry, False, f"{name}.{CRASH}", (calls, {}) if calls else None)
 
     # --- instances
     def _new(self, slot: int) -> Member:
@@ -169,6 +152,8 @@ class SharedChunk(Chunk):
     def _settle(self) -> None:
         """Instances still waiting for locks when nothing else can happen are deadlocked."""
         for inst in list(self.alive.values()):
+            if inst.events is not None:
+                inst.events.append(TraceEvent(self.env.now - inst.origin, "deadlock", "stuck"))
             self._finish(inst, STUCK, self.env.now)
 
     # --- crashes
@@ -190,7 +175,9 @@ class SharedChunk(Chunk):
         inst.crashes += 1
         self.crash_count[inst.slot] += 1
         self.restarts.append(wait)
-        inst.down = (at, at + wait)
+        down, back = inst.down
+        # down again as it comes back: replies wait on (a start record is all it wrote)
+        inst.down = (down, max(back, at + wait)) if down <= at <= back else (at, at + wait)
         return at + wait
 
     def _begin(self, inst: Instance, a: int, attempt: int, at: float) -> Flight:
@@ -200,9 +187,9 @@ class SharedChunk(Chunk):
             f.due, f.kind, f.consumed = self._restart(member, at), CRASH_KIND, True
             member.pending, self.doubt[f] = f, at
             self.in_doubt[inst.slot] += 1
-            if inst.events is not None:
-                state, name = self.plan.state_ids[inst.sid], self.plan.names[a]
-                inst.events.append(TraceEvent(at - inst.origin, f"{name}.{CRASH}", state))
+            if inst.events is not None:  # in the trace when it happens (after a backoff)
+                note = Timer(self.restart_cbs, inst, f"{self.plan.names[a]}.{CRASH}")
+                self.schedule(note, NORMAL, at - self.env.now)
             if f.finish is not None:  # else queued: landed once served (_served)
                 self._schedule_late(inst, f)
             return f
@@ -260,9 +247,12 @@ class SharedChunk(Chunk):
         return self._proceed(inst, f, pos, move, now, now, landed=f.code == OK)
 
     def _restarted(self, event: Timer) -> None:
-        """A traced coordinator is back after a crash after an outcome record."""
-        assert event.inst is not None and event.inst.events is not None
-        event.inst.events.append(event.flight)
+        """A traced coordinator crashed with a call in doubt, or is back after a crash after
+        an outcome record: the event in the trace, in the state the instance is in then."""
+        inst = event.inst
+        assert inst is not None and inst.events is not None
+        state = self.plan.state_ids[inst.sid]
+        inst.events.append(TraceEvent(self.env.now - inst.origin, event.flight, state))
 
     def _closed(self, event: Timer) -> None:
         """The coordinator is back after a crash after the saga's last outcome record."""
@@ -278,8 +268,8 @@ class SharedChunk(Chunk):
             name, state = plan.names[f.action], plan.state_ids[inst.sid]
             inst.events.append(TraceEvent(now - t, f"{name}.crash_after", state))
             inst.spans.append(Span(name, f.attempt, now - t, back - t, "restart", False))
-            restarted = TraceEvent(back - t, f"{name}.restart", state)
-            self.schedule(Timer(self.restart_cbs, inst, restarted), NORMAL, back - now)
+            restart = Timer(self.restart_cbs, inst, f"{name}.restart")
+            self.schedule(restart, NORMAL, back - now)
         return back
 
     # --- the orchestrator taking events
@@ -412,7 +402,10 @@ class SharedChunk(Chunk):
         if self.outcome[target] == DECIDING:
             sid, inst.flights = self._decide(inst, target, flights, inst.live)
             if self.outcome[sid] >= 0:
-                self._finish(inst, self.outcome[sid], self.env.now)
+                if start > now:  # after a crash: it ends once the coordinator is back
+                    self.schedule(Timer(self.close_cbs, inst), NORMAL, start - self.env.now)
+                else:
+                    self._finish(inst, self.outcome[sid], self.env.now)
                 return True
         return False
 
@@ -437,6 +430,8 @@ class SharedChunk(Chunk):
             return FAIL
         store.ok(party, a)
         self._ungrant(f, now)
+        for r in store.locked[a]:  # its own calls waiting for what it now holds go on
+            self._grant(r, now)
         return OK
 
     def _call(self, inst: Member, a: int, attempt: int, at: float) -> Flight:
@@ -538,25 +533,36 @@ class SharedChunk(Chunk):
         """Let the first in ``r``'s line through while the lock is free."""
         store = self.store
         assert store is not None
-        line = store.queue[r]
+        line, holder = store.queue[r], store.holder[r]
+        for entry in [e for e in line if e[0] == holder]:  # the holder's own calls
+            line.remove(entry)
+            self._let_through(r, entry[1], now, granted=False)
         while line and store.holder[r] is None and store.granted[r] is None:
-            slot, f = line.popleft()
-            inst, _, phase, since = self.waiting.pop(f)
-            self._waited(inst, f, since, now)
+            self._let_through(r, line.popleft()[1], now, granted=True)
+
+    def _let_through(self, r: str, f: Flight, now: float, granted: bool) -> None:
+        """``f`` leaves ``r``'s line: it ends now, or its service starts (``granted``: the
+        lock is free, and kept for it until it ends)."""
+        store = self.store
+        assert store is not None
+        inst, _, phase, since = self.waiting.pop(f)
+        slot = inst.slot
+        self._waited(inst, f, since, now)
+        if granted:
             store.granted[r] = (slot, f)
-            if phase == END:  # it has been served: it ends now
-                f.due = f.finish = now
-                f.kind = f.code
-                self.schedule(f.ready, NORMAL, 0)
-                continue
-            other = store.blocked(slot, f.action, skip=r)
-            if other is not None:
-                store.granted[r] = None
-                f.kind, f.finish = TIMEOUT, None
-                store.queue[other].append((slot, f))
-                self.waiting[f] = (inst, other, CALL, now)
-                continue
+        if phase == END:  # it has been served: it ends now
+            f.due = f.finish = now
+            f.kind = f.code
+            self.schedule(f.ready, NORMAL, 0)
+            return
+        other = store.blocked(slot, f.action, skip=r)
+        if other is None:
             self._serve(inst, f, now, notify=True)
+            return
+        if granted:
+            store.granted[r] = None
+        store.queue[other].append((slot, f))
+        self.waiting[f] = (inst, other, CALL, now)
 
     # --- results
     def run(self, seed: int) -> Results:
