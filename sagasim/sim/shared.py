@@ -47,7 +47,7 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-from simpy.events import NORMAL
+from simpy.events import NORMAL, URGENT
 
 from ..exceptions import EndlessRetryError
 from ..machine import orchestration as machine
@@ -201,8 +201,11 @@ class SharedChunk(Chunk):
         if f not in self.doubt:
             super()._schedule_late(inst, f)
             return
-        delay = max(f.finish - self.env.now, 0.0)  # type: ignore[operator]
-        self.schedule(Timer(self.doubt_cbs, inst, f), NORMAL, delay)
+        # served by the time the coordinator is back (docs/concurrency.md), and before its
+        # recovery at that same moment
+        assert f.finish is not None  # scheduled once served
+        when = min(f.finish, f.due)
+        self.schedule(Timer(self.doubt_cbs, inst, f), URGENT, max(when - self.env.now, 0.0))
 
     def _served(self, grant: Timer) -> None:
         super()._served(grant)
