@@ -34,6 +34,7 @@ def test_the_notebooks_are_found() -> None:
         "02_failure_injection.ipynb",
         "03_design_choices.ipynb",
         "04_branching_sagas.ipynb",
+        "05_many_sagas.ipynb",
     ]
 
 
