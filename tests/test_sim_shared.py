@@ -85,7 +85,7 @@ def test_without_isolation_overlapping_bookings_lose_updates_read_dirty_and_comp
     data = concurrency(seats("none"))
     found = anomalies(data)
     assert all(found[key] > 0 for key in found), found
-    rates = data["anomalies"]["per_1000"]
+    rates = data["anomalies_per_1000"]
     assert rates["lost_updates"] == round(1000 * found["lost_updates"] / RUNS, 3)
     assert "locks" not in data  # no semantic lock in the model
 

@@ -71,12 +71,14 @@ class Concurrency:
         }
 
     def report(self, data: dict[str, Any], runs: int) -> None:
-        """Add this model's keys to ``Results.to_dict``'s ``data``: the anomaly counts and
-        their rates per 1,000 sagas, lock waits, crashes, final resource values."""
+        """Add this model's keys to ``Results.to_dict``'s ``data``: the anomaly counts (in
+        ``anomalies``) and their rates per 1,000 sagas (``anomalies_per_1000``), lock waits,
+        crashes, final resource values."""
         anomalies = data["anomalies"]
         if self.resources:
             anomalies.update(self.counts())
-        anomalies["per_1000"] = {
+        # beside the counts, not among them: tools sum the values of "anomalies"
+        data["anomalies_per_1000"] = {
             key: round(1000 * count / runs, MS_DIGITS) for key, count in anomalies.items()
         }
         if self.locks:
