@@ -18,7 +18,9 @@ until then.
 An instance is over when no attempt runs and no message is in flight; its end state is the
 roles' (:meth:`Choreography.outcome`) and its latency runs to that moment. Late landings after
 it still mark its anomalies. Everything else — chunks, seeds, workers, :class:`Results` — is
-:func:`sagasim.sim.simulate`'s, which calls this module for a choreographed saga.
+:func:`sagasim.sim.simulate`'s, which calls this module for a choreographed saga (one with a
+``coordinator``, whose services crash through their outboxes, or with resources runs on
+:class:`sagasim.sim.choreography_shared.SharedChunk`, this module's chunk with those added).
 
 Examples
 --------
@@ -197,34 +199,55 @@ class Chunk:
     def _in_outage(self, action: str, t: float) -> bool:
         return any(a <= t < b for a, b in self.outages[action])
 
-    def _attempt(self, inst: _Instance, action: str, attempt: int, delay: float = 0.0) -> None:
+    def _attempt(
+        self,
+        inst: _Instance,
+        action: str,
+        attempt: int,
+        delay: float = 0.0,
+        called: float | None = None,
+    ) -> None:
+        """Start an attempt after ``delay``; ``called``: it was called then and waited (for a
+        semantic lock, :mod:`sagasim.sim.choreography_shared`), its service starts now and its
+        timeout runs from the call."""
         if attempt > machine.MAX_ATTEMPTS:
             name, slot = self.saga.name, self.first + inst.slot
             raise EndlessRetryError.of(name, action, machine.MAX_ATTEMPTS, slot)
         latency, code = self._draw(action)
-        start = self.env.now + delay
+        start = self.env.now + delay if called is None else called
         self.attempts[action] += 1
         if self.compensation[action]:
             inst.compensations += 1
         if self.resource[action] is not None:
-            self._queue(inst, _Queued(action, attempt, start, latency, code), delay)
+            self._queue(inst, _Queued(action, attempt, start, latency, code), delay, called)
             return
         self.busy[action] += latency
+        limit = self.timeout[action]
+        if called is not None:  # waited since the call: less time left before the timeout
+            now = self.env.now
+            code = FAIL if self._in_outage(action, now - inst.origin) else code
+            left = limit - (now - called)
+            seen = TIMEOUT if latency > left else code
+            waited = (action, attempt, start, seen, code, now + latency)
+            self._at(max(min(latency, left), 0.0), lambda: self._ended(inst, *waited))
+            return
         if self._in_outage(action, start - inst.origin):
             code = FAIL
-        limit = self.timeout[action]
         seen = TIMEOUT if latency > limit else code
         flight = (action, attempt, start, seen, code, start + latency)
         self._at(delay + min(latency, limit), lambda: self._ended(inst, *flight))
 
-    def _queue(self, inst: _Instance, q: _Queued, delay: float) -> None:
+    def _queue(
+        self, inst: _Instance, q: _Queued, delay: float, called: float | None = None
+    ) -> None:
         """Ask for a server at ``q.start``; the deadline is known now, the finish once served."""
         if delay > 0:
             self._at(delay, lambda: self._request(inst, q))
         else:
             self._request(inst, q)
         if self.timeout[q.action] < math.inf:
-            self._at(delay + self.timeout[q.action], lambda: self._deadline(inst, q))
+            deadline = delay if called is None else called - self.env.now
+            self._at(max(deadline + self.timeout[q.action], 0.0), lambda: self._deadline(inst, q))
 
     def _request(self, inst: _Instance, q: _Queued) -> None:
         request = self.resource[q.action].request()  # type: ignore[union-attr]
@@ -343,15 +366,19 @@ class Chunk:
         """A service's process: take each message from its inbox and react to it."""
         while True:
             inst, event, step = yield inbox.get()
-            inst.in_flight -= 1
-            move = self.chor.deliver(inst.local, event, step)
-            self._apply(inst, move.local, move.fired)
-            self._note(inst, f"{event} → {step}", step)
-            for started in move.started:
-                self._attempt(inst, started, 1)
-            self._publish(inst, move.published)
-            self._decide(inst, move)
-            self._quiet(inst)
+            self._take(inst, event, step)
+
+    def _take(self, inst: _Instance, event: str, step: str) -> None:
+        """``event`` reaches the service performing ``step``, which reacts to it."""
+        inst.in_flight -= 1
+        move = self.chor.deliver(inst.local, event, step)
+        self._apply(inst, move.local, move.fired)
+        self._note(inst, f"{event} → {step}", step)
+        for started in move.started:
+            self._attempt(inst, started, 1)
+        self._publish(inst, move.published)
+        self._decide(inst, move)
+        self._quiet(inst)
 
     def _decide(self, inst: _Instance, move: Move) -> None:
         """Each choice ``move`` left deciding takes a branch drawn at once, and its decider
@@ -396,10 +423,13 @@ class Chunk:
         """End the instance once nothing runs and nothing is in flight."""
         if inst.finished or inst.in_flight or any(inst.local.attempts):
             return
+        self._finish(inst, self.chor.outcome(inst.local))
+
+    def _finish(self, inst: _Instance, outcome: str) -> None:
+        """The instance is over, ending ``outcome``: its columns."""
         inst.finished = True
         self.ended += 1
         now, slot, columns = self.env.now, inst.slot, self.columns
-        outcome = self.chor.outcome(inst.local)
         columns["outcome"][slot] = OUTCOMES.index(outcome)
         if inst.events is not None:  # the end, as the last event (the saga's own)
             inst.events.append(
@@ -459,9 +489,13 @@ class Chunk:
             yield self.env.timeout(gap)
             self._begin(slot)
 
+    def _settle(self) -> None:
+        """After the last event, before the results are read (for subclasses)."""
+
     def run(self, seed: int) -> Results:
         self.env.process(self._instances())
         self.env.run()
+        self._settle()
         if self.ended != self.n:  # a missed end would leave zeros that read as committed
             raise SagaSimError(
                 f"{self.saga.name}: {self.n - self.ended:,} of {self.n:,} instances never ended "

@@ -36,7 +36,7 @@ import numpy as np
 from ..exceptions import SagaSimError
 from ..machine.choreography import compile_choreography
 from ..model.saga import Saga
-from . import choreography, fast, orchestration, shared
+from . import choreography, choreography_shared, fast, orchestration, shared
 from .results import Results, merge
 from .traces import InstanceTrace
 
@@ -94,9 +94,10 @@ def _run_chunk(
     saga: Saga, seed: int, seed_seq: np.random.SeedSequence, first: int, n: int, trace_limit: int
 ) -> Results:
     """One chunk of either coordination, self-contained so that it can run in another process
-    (orchestrated sagas sharing resources or with a coordinator on :mod:`sagasim.sim.shared`)."""
+    (sagas sharing resources or with a coordinator on :mod:`sagasim.sim.shared`, or
+    :mod:`sagasim.sim.choreography_shared` when choreographed)."""
     if saga.coordination == "choreography":
-        backend = choreography
+        backend = choreography_shared if choreography_shared.needed(saga) else choreography
     else:
         backend = shared if shared.needed(saga) else orchestration
     return backend.run_chunk(saga, seed, seed_seq, first, n, trace_limit)
@@ -191,7 +192,11 @@ def simulate_instance(
         raise ValueError(f"expected driver 'table' or 'library', got {driver!r}")
     _simulable(saga)
     chunk: orchestration.Chunk | choreography.Chunk
-    if saga.coordination == "choreography":
+    if saga.coordination == "choreography" and choreography_shared.needed(saga):
+        root = np.random.SeedSequence(seed)
+        rng, crash_rng = (np.random.default_rng(s) for s in (root, shared.coordinator_seed(root)))
+        chunk = choreography_shared.SharedChunk(saga, rng, 1, 0, 1, crash_rng)
+    elif saga.coordination == "choreography":
         chunk = choreography.Chunk(saga, np.random.default_rng(seed), 1, 0, 1)
     elif shared.needed(saga):
         root = np.random.SeedSequence(seed)
