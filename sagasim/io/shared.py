@@ -45,6 +45,7 @@ read_mode = one_of("set", "add")
 read_isolation_mode = one_of(*ISOLATIONS)
 read_reads = each(read_identifier, "a list of resource names")
 
+
 def _number(value: float) -> int | float:
     return int(value) if value.is_integer() else value
 
@@ -75,8 +76,7 @@ def read_writes(value: object, path: str) -> tuple[Write, ...]:
 
 def write_writes(writes: tuple[Write, ...]) -> dict[str, Any]:
     return {
-        w.resource: w.mode if w.by == 1 else {"mode": w.mode, "by": _number(w.by)}
-        for w in writes
+        w.resource: w.mode if w.by == 1 else {"mode": w.mode, "by": _number(w.by)} for w in writes
     }
 
 
