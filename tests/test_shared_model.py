@@ -8,7 +8,7 @@ import pytest
 from sagasim import io
 from sagasim.io import dsl
 from sagasim.machine import compile_saga
-from sagasim.model import Coordinator, Resource, Saga, Write
+from sagasim.model import Coordinator, Resource, Saga, Step, Write
 
 SEATS = """\
 saga: seat_booking
@@ -167,3 +167,13 @@ def test_no_crash_edges_without_a_crash_rate() -> None:
         coordinator=Coordinator(crash=0.0),
     )
     assert not any(t.event.endswith(".crash") for t in compile_saga(saga).transitions)
+
+
+def test_numbers_given_in_python_as_ints_are_written_back() -> None:
+    # ints, as people write them in Python (the YAML reader gives floats)
+    book = Step(name="book", writes=(Write(resource="seats", by=-1),))
+    saga = Saga(name="s", steps=(book,), resources=(Resource(name="seats", initial=5),))
+    text = io.dumps(saga)
+    assert "seats: {initial: 5}" in text and "by: -1" in text
+    again = io.loads(text)
+    assert again.resources[0].initial == 5 and again.step("book").writes[0].by == -1

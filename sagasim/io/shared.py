@@ -47,7 +47,8 @@ read_reads = each(read_identifier, "a list of resource names")
 
 
 def _number(value: float) -> int | float:
-    return int(value) if value.is_integer() else value
+    """A number as YAML shows it: whole ones without ``.0`` (an int from Python too)."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 _WRITE: list[Field] = [
