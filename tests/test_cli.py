@@ -107,6 +107,7 @@ SEAT_BOOKING = {
     "seat_booking_version": ({"dirty_read"}, {"countermeasure"}),
     "seat_booking_commutative": ({"dirty_read"}, {"countermeasure"}),
     "seat_booking_semantic_lock": (set(), set()),
+    "seat_booking_pessimistic": (set(), set()),
     "seat_booking_crash": ({"duplicate_effect", "late_leak"}, {"crash-duplicate"}),
 }
 
