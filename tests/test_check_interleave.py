@@ -456,7 +456,9 @@ def test_the_countermeasure_lint_names_the_cheapest_that_removes_each() -> None:
     assert messages == [
         "lost_update on seats: add writes (mode: add on every write of seats) remove it "
         "(re-checked with 2 instances)",
-        "dirty_read on seats: isolation semantic_lock removes it (re-checked with 2 instances)",
+        "dirty_read on seats: isolation semantic_lock removes it (re-checked with 2 instances);"
+        " without waits: write after the pivot, so that no write is ever undone (Richardson's"
+        " pessimistic view)",
         "stale_compensation on seats: add writes (mode: add on every write of seats) remove it "
         "(re-checked with 2 instances)",
     ]

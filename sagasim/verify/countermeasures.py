@@ -118,6 +118,11 @@ def _removes(kind: str, name: str, measure: str, result: InterleavedSpace, again
     message = f"{kind} on {name}: isolation {measure} removes it ({again})"
     if result.ends["deadlock"]:
         message += ", but instances waiting on its lock can then deadlock: set on_locked: fail"
+    if kind == "dirty_read":  # not re-checked: it reorders the saga, which only its author can
+        message += (
+            "; without waits: write after the pivot, so that no write is ever undone "
+            "(Richardson's pessimistic view)"
+        )
     return message
 
 
