@@ -21,7 +21,8 @@ things, chosen only for a saga whose steps read or write resources or that has a
   coordinator crashes with probability ``crash`` (at most
   ``max_crashes`` times per saga, never while it is down), drawn from a random stream of its
   own. A crash after a start record leaves that call in doubt: it is served, and lands (the
-  participants' ledger, as a late landing) at its end iff its own outcome is ``ok``. After a
+  participants' ledger, as a late landing) iff its own outcome is ``ok``, at its end or when
+  the coordinator is back if that is sooner (before recovery goes on). After a
   ``restart`` sample the machine's ``ACTION.crash`` edge is taken: the same state (the call is
   re-run as an extra attempt, not counted against ``retry.attempts``; an idempotent step's
   landed call answers ``ok``) or backward recovery. A crash after an outcome record only
