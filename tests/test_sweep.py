@@ -299,3 +299,35 @@ def test_bad_grids(vary: object, message: str) -> None:
 def test_a_point_that_cannot_be_simulated_is_named(order: Saga) -> None:
     with pytest.raises(SagaSimError, match=r"^--vary release_inventory\.failure=1: "):
         sweep(order, {"release_inventory.failure": [0.5, 1.0]}, runs=10)
+
+
+SEATS = MODELS / "seat_booking.yaml"
+
+
+def test_a_sweep_of_shared_data_shows_the_anomalies_between_instances() -> None:
+    result = sweep(io.load(SEATS), {"arrivals.rate": [1.0, 5.0]}, runs=2000, seed=3)
+    rows = result.rows()
+    for row, point in zip(rows, result.points):
+        lost = point.results.concurrency.counts()["lost_updates"]  # type: ignore[union-attr]
+        assert row["lost_updates_per_1000"] == pytest.approx(1000 * lost / 2000)
+    assert 0 < rows[0]["lost_updates_per_1000"] < rows[1]["lost_updates_per_1000"]  # overlap
+    assert "lock_wait_mean_ms" not in rows[0] and "crashes_per_1000" not in rows[0]
+    assert result.to_dict()["points"][1]["shared"]["dirty_reads_per_1000"] > 0
+    assert "lost/1k" in result.to_text().splitlines()[1]
+
+
+def test_a_sweep_of_the_crash_rate_counts_crashes_and_duplicates() -> None:
+    crash = io.load(SEATS.with_name("seat_booking_crash.yaml"))
+    result = sweep(
+        crash, {"coordinator.crash": [0.0, 0.05], "coordinator.max_crashes": [1]}, runs=2000, seed=4
+    )
+    quiet, crashing = result.rows()
+    assert quiet["crashes_per_1000"] == quiet["duplicate_effects_per_1000"] == 0
+    assert crashing["crashes_per_1000"] > 0 and crashing["duplicate_effects_per_1000"] > 0
+    assert crashing["coordinator.max_crashes"] == 1
+
+
+def test_a_sweep_without_shared_data_has_none_of_its_columns(order: Saga) -> None:
+    result = sweep(order, {"process_payment.reject": [0.1]}, runs=200, seed=1)
+    assert not any(key in result.rows()[0] for key in ("lost_updates_per_1000", "crashes_per_1000"))
+    assert "shared" not in result.to_dict()["points"][0]

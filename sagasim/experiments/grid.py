@@ -45,8 +45,9 @@ from ..sim.run import simulate
 __all__ = ["ExactCurve", "SweepPoint", "SweepResult", "parse_vary", "sweep"]
 
 #: Last keys of paths that take whole numbers, and of paths that take durations (values in ms).
-INTEGER_KEYS = frozenset({"attempts", "capacity"})
+INTEGER_KEYS = frozenset({"attempts", "capacity", "instances", "max_crashes"})
 DURATION_KEYS = frozenset({"timeout", "delay", "max_delay", "start", "end", "value", "low", "high"})
+DURATION_KEYS |= {"restart"}
 DURATION_KEYS |= {"mean", "sd", "median", "p99"}
 MAX_COUNT = 1_000  # values one --vary may ask for
 #: Points of the exact curve of a one-parameter sweep of a fraction, if the states are few.
@@ -251,6 +252,7 @@ class SweepResult:
                     _EXACT[0]: num(point.exact_compensation_probability),
                     _EXACT[1]: num(point.exact_stuck),
                     _EXACT[2]: num(exact.expected_latency_ms["all"] if exact else None),
+                    **_shared_columns(res, num),
                 }
             )
         return rows
@@ -289,6 +291,7 @@ class SweepResult:
                     "latency_ms": {"mean": row["latency_mean_ms"], "p95": row["latency_p95_ms"]},
                     "exact": None if point.analysis is None else exact,
                 }
+                | _shared_dict(row)
             )
         axes = [{"path": p, "values": [*v]} for p, v in zip(self.parameters, self.values)]
         head = {"saga": self.saga, "runs": self.runs, "seed": self.seed, "parameters": axes}
@@ -298,16 +301,62 @@ class SweepResult:
         """A table for people, one line per point."""
         exact = any(point.analysis is not None for point in self.points)
         heads = [*self.parameters, "compensation rate [95% CI]", "stuck", "mean ms", "p95 ms"]
-        table = [heads + ["exact comp.", "exact stuck"] * exact]
-        for point, row in zip(self.points, self.rows()):
+        rows = self.rows()
+        shared = [key for key in SHARED_COLUMNS if key in rows[0]]
+        table = [
+            heads + ["exact comp.", "exact stuck"] * exact + [SHARED_COLUMNS[k] for k in shared]
+        ]
+        for point, row in zip(self.points, rows):
             comp = "{} [{}, {}]".format(*(_pct(row[k]) for k in _COMP))
             latency = [f"{row[k]:,.1f}" for k in ("latency_mean_ms", "latency_p95_ms")]
             table.append([*(f"{v:g}" for v in point.values), comp, _pct(row["stuck_rate"])])
             table[-1] += latency + [_pct(row[k]) for k in _EXACT[:2]] * exact
+            table[-1] += ["-" if row[k] is None else f"{row[k]:,.1f}" for k in shared]
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
         lines = [f"sweep {self.saga}: {self.runs:,} runs a point (seed {self.seed})"]
         lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
         return "\n".join([*lines, *(f"  note: {note}" for note in self.notes)])
+
+
+#: The columns of many sagas at once (docs/concurrency.md), only for models with those keys,
+#: and their headings in the text table.
+SHARED_COLUMNS = {
+    "lost_updates_per_1000": "lost/1k",
+    "dirty_reads_per_1000": "dirty/1k",
+    "stale_compensations_per_1000": "stale/1k",
+    "duplicate_effects_per_1000": "dup/1k",
+    "lock_wait_mean_ms": "lock wait ms",
+    "crashes_per_1000": "crashes/1k",
+}
+
+
+def _shared_columns(
+    res: Results, num: Callable[[float | None, int], float | None]
+) -> dict[str, Any]:
+    """A point's rates per 1,000 sagas of the anomalies between instances, its mean lock wait
+    and its crashes, where the model has resources, locks or a coordinator; else nothing."""
+    found = res.concurrency
+    if found is None:
+        return {}
+    per_1000 = {}
+    if found.resources:
+        for key, count in found.counts().items():
+            per_1000[f"{key}_per_1000"] = 1000 * count / res.runs
+    if found.coordinator:
+        duplicates = res.anomalies["duplicate_effect"]
+        per_1000["duplicate_effects_per_1000"] = 1000 * duplicates / res.runs
+        per_1000["crashes_per_1000"] = 1000 * found.crash_summary()["count"] / res.runs
+    columns = {key: num(value, RATE_DIGITS) for key, value in per_1000.items()}
+    if found.locks:
+        waits = found.lock_wait_ms
+        columns["lock_wait_mean_ms"] = num(float(waits.mean()) if waits.size else 0.0, MS_DIGITS)
+    return columns
+
+
+def _shared_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """The shared-data columns of a row, for a point of :meth:`SweepResult.to_dict`."""
+    found = {key: row[key] for key in SHARED_COLUMNS if key in row}
+    return {"shared": found} if found else {}
 
 
 def _pct(value: float | None) -> str:
