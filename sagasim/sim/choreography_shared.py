@@ -52,8 +52,7 @@ import numpy as np
 
 from ..model.saga import Saga
 from .choreography import FAIL, OK, TIMEOUT, Chunk, _Instance
-from .concurrency import Concurrency
-from .resources import Party, Store
+from .resources import Party, Store, concurrency_of
 from .results import Results
 from .shared import coordinator_seed
 from .traces import Span, TraceEvent
@@ -422,21 +421,15 @@ class SharedChunk(Chunk):
     # --- results
     def run(self, seed: int) -> Results:
         results = super().run(seed)
-        store, meta = self.store, self.meta
-        counts = ([0] * self.n,) * 3 if store is None else (store.lost, store.dirty, store.stale)
-        lost, dirty, stale = (np.array(c, dtype=np.uint16) for c in counts)
-        results.concurrency = Concurrency(
-            lost_updates=lost,
-            dirty_reads=dirty,
-            stale_compensations=stale,
-            crashes=np.array(self.crash_count, dtype=np.uint8),
-            in_doubt=np.array(self.republished, dtype=np.uint8),
-            lock_wait_ms=np.array(self.lock_waits, dtype=np.float64),
-            restart_ms=np.array(self.restarts, dtype=np.float64),
-            final=dict(store.value) if store is not None else None,
-            resources=Store.needed(self.saga),
-            locks=meta.locks,
-            coordinator=self.saga.coordinator is not None,
+        results.concurrency = concurrency_of(
+            self.saga,
+            self.store,
+            self.n,
+            locks=self.meta.locks,
+            crashes=self.crash_count,
+            in_doubt=self.republished,
+            lock_waits=self.lock_waits,
+            restarts=self.restarts,
         )
         return results
 

@@ -40,10 +40,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..model.data import Write
 from ..model.saga import Action, Saga, Step
+from .concurrency import Concurrency
 
-__all__ = ["Party", "Store", "Written"]
+__all__ = ["Party", "Store", "Written", "concurrency_of"]
 
 
 @dataclass(slots=True)
@@ -243,3 +246,34 @@ class Store:
             if r != skip and ((granted is not None and granted[0] != slot) or self.queue[r]):
                 return r
         return None
+
+
+def concurrency_of(
+    saga: Saga,
+    store: Store | None,
+    n: int,
+    *,
+    locks: bool,
+    crashes: list[int],
+    in_doubt: list[int],
+    lock_waits: list[float],
+    restarts: list[float],
+) -> Concurrency:
+    """What a chunk of ``n`` instances of ``saga`` found (both engines' shared chunks): the
+    ``store``'s anomaly counts per instance and final values (none without one), and the
+    crashes, calls in doubt, lock waits and restarts the chunk kept."""
+    counts = ([0] * n,) * 3 if store is None else (store.lost, store.dirty, store.stale)
+    lost, dirty, stale = (np.array(c, dtype=np.uint16) for c in counts)
+    return Concurrency(
+        lost_updates=lost,
+        dirty_reads=dirty,
+        stale_compensations=stale,
+        crashes=np.array(crashes, dtype=np.uint8),
+        in_doubt=np.array(in_doubt, dtype=np.uint8),
+        lock_wait_ms=np.array(lock_waits, dtype=np.float64),
+        restart_ms=np.array(restarts, dtype=np.float64),
+        final=dict(store.value) if store is not None else None,
+        resources=Store.needed(saga),
+        locks=locks,
+        coordinator=saga.coordinator is not None,
+    )

@@ -54,9 +54,8 @@ from ..exceptions import EndlessRetryError
 from ..machine import orchestration as machine
 from ..machine.orchestration import CRASH, OUTCOMES
 from ..model.saga import Saga
-from .concurrency import Concurrency
 from .orchestration import DECIDING, FAIL, KINDS, OK, TIMEOUT, Chunk, Move, Plan, plan
-from .resources import Party, Store
+from .resources import Party, Store, concurrency_of
 from .results import Results
 from .traces import Span, TraceEvent
 from .waits import Callback, Flight, Instance, Landing, Member, Timer
@@ -571,21 +570,15 @@ class SharedChunk(Chunk):
     # --- results
     def run(self, seed: int) -> Results:
         results = super().run(seed)
-        store, meta = self.store, self.meta
-        counts = ([0] * self.n,) * 3 if store is None else (store.lost, store.dirty, store.stale)
-        lost, dirty, stale = (np.array(c, dtype=np.uint16) for c in counts)
-        results.concurrency = Concurrency(
-            lost_updates=lost,
-            dirty_reads=dirty,
-            stale_compensations=stale,
-            crashes=np.array(self.crash_count, dtype=np.uint8),
-            in_doubt=np.array(self.in_doubt, dtype=np.uint8),
-            lock_wait_ms=np.array(self.lock_waits, dtype=np.float64),
-            restart_ms=np.array(self.restarts, dtype=np.float64),
-            final=dict(store.value) if store is not None else None,
-            resources=Store.needed(self.plan.saga),
-            locks=meta.locks,
-            coordinator=self.plan.saga.coordinator is not None,
+        results.concurrency = concurrency_of(
+            self.plan.saga,
+            self.store,
+            self.n,
+            locks=self.meta.locks,
+            crashes=self.crash_count,
+            in_doubt=self.in_doubt,
+            lock_waits=self.lock_waits,
+            restarts=self.restarts,
         )
         return results
 
