@@ -21,14 +21,11 @@ from sagasim.model import (
     Arrivals,
     Branch,
     Choice,
-    Compensation,
     Constant,
     Coordinator,
     Resource,
-    Retry,
     Saga,
     Step,
-    Write,
 )
 from sagasim.sim import choreography, choreography_shared, simulate, simulate_instance
 from sagasim.sim.results import COLUMNS
@@ -36,10 +33,12 @@ from sagasim.sim.shared import coordinator_seed
 from sagasim.sim.traces import chrome_trace
 from sagasim.verify import check
 
+from .test_sim_shared import INITIAL
+from .test_sim_shared import seats as orchestrated_seats
+
 FAST = Constant(value_ms=10)
 RESTART = Constant(value_ms=100)
 LATENCY = Constant(value_ms=50)
-INITIAL = 1_000
 CONCURRENCY = ("lost_updates", "dirty_reads", "stale_compensations")
 #: check's name of each of simulate's concurrency anomalies
 CHECKED = {"lost_updates": "lost_update", "dirty_reads": "dirty_read"}
@@ -76,25 +75,9 @@ def seats(
     rate: float | None = 20,
     coordinator: Coordinator | None = None,
 ) -> Saga:
-    resource = Resource(name="seats", initial=INITIAL, isolation=isolation, on_locked=on_locked)
-    return Saga(
-        name="seat_booking",
-        coordination="choreography",
-        resources=(resource,),
-        coordinator=coordinator,
-        arrivals=None if rate is None else Arrivals(rate_per_s=rate),
-        steps=(
-            Step(name="count_seats", effects=False, reads=("seats",), latency=LATENCY),
-            Step(
-                name="book_seat",
-                writes=(Write(resource="seats", mode=mode, by=-1),),  # type: ignore[arg-type]
-                latency=LATENCY,
-                retry=Retry(attempts=3),
-                compensation=Compensation(name="release_seat", latency=LATENCY),
-            ),
-            Step(name="charge_card", kind_declared="pivot", reject=0.2, latency=LATENCY),
-        ),
-    )
+    """tests/test_sim_shared.py's seat booking, choreographed."""
+    booking = orchestrated_seats(isolation, mode, on_locked, rate)
+    return replace(booking, coordination="choreography", coordinator=coordinator)
 
 
 def concurrency(saga: Saga, runs: int = 2_000, seed: int = 3) -> dict:
