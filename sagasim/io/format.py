@@ -71,6 +71,7 @@ from .values import (
     each,
     expected,
     is_count,
+    named,
     one_of,
     parse_duration,
     plain_number,
@@ -330,17 +331,7 @@ SERVICE: list[Field] = [
 ]
 
 
-def _services(value: object, path: str) -> tuple[Service, ...]:
-    if not isinstance(value, dict):
-        raise expected("a mapping from service name to its settings", value, path)
-    what = "a mapping with capacity and/or outages"
-    return tuple(
-        Service(
-            name=read_label(name, f"{path}.{name}"),
-            **read_fields(spec, f"{path}.{name}", SERVICE, what),
-        )
-        for name, spec in value.items()
-    )
+_services = named(Service, SERVICE, "service", "a mapping with capacity and/or outages")
 
 
 ARRIVALS: list[Field] = [("rate", "rate_per_s", read_rate, lambda rate: f"{plain_number(rate)}/s")]

@@ -23,6 +23,7 @@ from .values import (
     Field,
     each,
     expected,
+    named,
     one_of,
     read_fields,
     read_identifier,
@@ -88,17 +89,9 @@ _RESOURCE: list[Field] = [
 ]
 
 
-def read_resources(value: object, path: str) -> tuple[Resource, ...]:
-    if not isinstance(value, dict):
-        raise expected("a mapping from resource name to its settings", value, path)
-    what = "a mapping such as {initial: 10}"
-    return tuple(
-        Resource(
-            name=read_label(name, f"{path}.{name}"),
-            **read_fields({} if spec is None else spec, f"{path}.{name}", _RESOURCE, what),
-        )
-        for name, spec in value.items()
-    )
+read_resources = named(
+    Resource, _RESOURCE, "resource", "a mapping such as {initial: 10}", bare=True
+)
 
 
 def write_resources(resources: tuple[Resource, ...]) -> dict[str, Any]:

@@ -217,6 +217,24 @@ def reader(cls: type, table: Sequence[Field], what: str, /, **required: str) -> 
     return lambda value, path: cls(**read_fields(value, path, table, what, **required))
 
 
+def named(cls: type, table: Sequence[Field], noun: str, what: str, *, bare: bool = False) -> Reader:
+    """A reader of ``{NAME: settings}`` mappings (services, resources): a tuple of ``cls``, each
+    with its ``name`` and the fields ``table`` reads; ``bare``: a name may have no settings."""
+
+    def read_all(value: object, path: str) -> tuple[Any, ...]:
+        if not isinstance(value, dict):
+            raise expected(f"a mapping from {noun} name to its settings", value, path)
+        return tuple(
+            cls(
+                name=read_label(name, f"{path}.{name}"),
+                **read_fields({} if bare and spec is None else spec, f"{path}.{name}", table, what),
+            )
+            for name, spec in value.items()
+        )
+
+    return read_all
+
+
 def each(read: Reader, what: str, least: int = 0) -> Reader:
     """A reader of lists of at least ``least`` items, each read with ``read``."""
 
