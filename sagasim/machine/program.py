@@ -49,9 +49,10 @@ from ..model import (
 __all__ = ["branch_labels", "core", "decision_events", "ends", "repeatable"]
 
 #: Event kinds of an attempt; a branch label must not read like one.
-ATTEMPT_KINDS = frozenset({"ok", "fail", "reject", "timeout", "late_ok", "late_fail"}) | {
-    *("crash", "landed", "lost", "conflict")  # a crash, the call in doubt, a refused attempt
-}
+ATTEMPT_KINDS = frozenset(
+    {"ok", "fail", "reject", "timeout", "late_ok", "late_fail"}
+    | {"crash", "landed", "lost", "conflict"}  # a crash, the call in doubt, a refused attempt
+)
 
 
 @functools.lru_cache(maxsize=64)
