@@ -65,6 +65,10 @@ class Control:
             s.name: i for i, s in enumerate(s for s in saga.all_steps() if s.max_visits)
         }
         self.limit = {s.name: s.max_visits for s in saga.all_steps() if s.max_visits}
+        #: Steps by name (the first of a name, as :meth:`Saga.step`), without a walk each time.
+        self.steps: dict[str, Step] = {}
+        for s in saga.all_steps():
+            self.steps.setdefault(s.name, s)
         self._in_doubt: Control | None = None
 
     # --- starting and settling -----------------------------------------------------------------
@@ -470,7 +474,7 @@ class Control:
                 if state is None:
                     state = ("s", (), False)
                 elif state[0] == "r" and action in self.running_in(group.branches[b], state[1]):
-                    step = self.saga.step(action)
+                    step = self.steps[action]
                     chain, leak = state[2], state[3]
                     if ok:
                         chain, leak = self.completed(

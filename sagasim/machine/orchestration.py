@@ -51,6 +51,7 @@ Examples
 
 from __future__ import annotations
 
+import gc
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -129,6 +130,12 @@ class _Compiler:
         self.saga = saga
         self.control = Control(saga)
         self.actions: dict[str, Action] = {a.name: a for a in saga.actions()}
+        #: Each action's events, ``ok`` first: asked for every state an action runs in, and
+        #: each answer walks the saga (:meth:`Saga.service_of`), so worked out once here.
+        self.events: dict[str, list[str]] = {
+            name: ["ok", *(kind for kind in saga.possible_events(a) if kind != "ok")]
+            for name, a in self.actions.items()
+        }
         #: Whether every running call gets a ``CALL.crash`` edge: the coordinator crashed
         #: while the call was in flight, and recovered (:meth:`Control.crashed`).
         self.crashes = (
@@ -136,10 +143,6 @@ class _Compiler:
             and saga.coordinator.crash > 0
             and saga.coordination == "orchestration"  # a choreography's services have outboxes
         )
-
-    def events_of(self, action: str) -> list[str]:
-        possible = self.saga.possible_events(self.actions[action])
-        return ["ok", *(kind for kind in possible if kind != "ok")]
 
     def build(self) -> tuple[dict[str, StateInfo], list[Transition]]:
         control = self.control
@@ -180,7 +183,7 @@ class _Compiler:
                 continue
             for action in control.running(config):
                 attempts = self.actions[action].retry.attempts
-                for kind in self.events_of(action):
+                for kind in self.events[action]:
                     event = f"{action}.{kind}"
                     if kind == "ok":
                         target = name(control.success(config, action))
@@ -460,8 +463,17 @@ def compile_saga(saga: Saga) -> Machine:
     signature = _signature(saga)
     cached = _SHAPES.get(signature)
     if cached is None:
-        infos, edges = _Compiler(saga).build()
-        cached = _SHAPES[signature] = Machine(saga, infos, edges)
+        # The library's class holds some 100,000 small objects (transitions, callback specs),
+        # all alive as long as the class: the cyclic collector would only walk them, and all
+        # else alive, again and again while they are made.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            infos, edges = _Compiler(saga).build()
+            cached = _SHAPES[signature] = Machine(saga, infos, edges)
+        finally:
+            if collecting:
+                gc.enable()
     return cached
 
 
