@@ -51,6 +51,8 @@ DEFAULT_MAX_STATES = 1_000_000
 MAX_TRACKED_ATTEMPTS = 64
 
 Node = tuple[str, tuple[int, ...], Ledger]
+#: ``(source, target, action, kind)``
+Edge = tuple[int, int, str, str]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -58,16 +60,27 @@ class Paths:
     """Shortest paths and end states of a breadth-first search (parent pointers from state 0).
 
     ``parent[i]`` and ``via[i]`` give the edge BFS first reached state ``i`` by; ``edges``
-    lists ``(source, target, action, kind)``; ``ends`` maps each end state to its ``(outcome,
-    anomalies)``; ``first_end`` maps an outcome or anomaly to the first (so shortest) end state
-    that has it.
+    lists ``(source, target, action, kind)`` (a search appends to it; ``transitions`` counts
+    them); ``ends`` maps each end state to its ``(outcome, anomalies)``; ``first_end`` maps an
+    outcome or anomaly to the first (so shortest) end state that has it.
     """
 
     parent: list[int] = field(default_factory=list)
     via: list[str] = field(default_factory=list)
-    edges: list[tuple[int, int, str, str]] = field(default_factory=list)
     ends: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     first_end: dict[str, int] = field(default_factory=dict)
+    _edges: list[Edge] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def edges(self) -> list[Edge]:
+        if self._edges is None:
+            self._edges = []
+        return self._edges
+
+    @property
+    def transitions(self) -> int:
+        """How many edges there are."""
+        return len(self.edges)
 
     def outcomes_reachable(self) -> set[str]:
         return {outcome for outcome, _ in self.ends.values()}
@@ -93,6 +106,22 @@ class StateSpace(Paths):
     machine: Machine
     participants: Participants | None
     nodes: list[Node] = field(default_factory=list)
+    _found: _Found | None = field(default=None, init=False, repr=False)
+
+    @property
+    def edges(self) -> list[Edge]:
+        """The edges :func:`explore` found, made on first use: ``check`` only counts them,
+        and a million tuples cost more to make and to keep (and for the cyclic collector
+        to walk) than the whole search without them."""
+        if self._edges is None:
+            self._edges = [] if self._found is None else self._found.edges(self.nodes)
+            self._found = None
+        return self._edges
+
+    @property
+    def transitions(self) -> int:
+        """How many edges there are (without making them)."""
+        return len(self.edges) if self._found is None else len(self._found.targets)
 
     def to_networkx(self) -> Any:
         """The state space as a DiGraph: node attrs ``label``, ``outcome``, ``anomalies``,
@@ -147,12 +176,22 @@ def explore(
             "timeouts shrink it, or raise --max-states"
         )
 
-    # Millions of small acyclic tuples: the cyclic collector would only walk them again and
-    # again while they are made.
+    # Many small acyclic tuples: the cyclic collector would only walk them again and again
+    # while they are made.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        controls, ledgers = _search(memo, space, (control, ledger), max_states, too_many)
+        controls, ledgers, targets = _search(memo, space, (control, ledger), max_states, too_many)
+        space._found = _Found(
+            targets=targets,
+            ledgers=ledgers,
+            moves={
+                sid: tuple((m.action, m.kind) for m in moves)
+                for sid, moves in memo.state_moves.items()
+            },
+            late=memo.late_moves,
+            deciding={sid for sid, info in machine.states.items() if info.decision is not None},
+        )
         named, values = memo.controls, memo.ledgers
         sids, attempts = [c[0] for c in named], [c[1] for c in named]
         space.nodes = list(
@@ -174,55 +213,86 @@ def _search(
     start: tuple[int, int],
     max_states: int,
     too_many: Callable[[int, int], StateSpaceLimitError],
-) -> tuple[list[int], list[int]]:
+) -> tuple[list[int], list[int], list[int]]:
     """The breadth-first search from ``start`` (control, ledger): fills ``space``'s parents,
-    vias, edges and ends, and returns every state's control and ledger id, by state id."""
+    vias and ends, and returns every state's control and ledger id, by state id, and every
+    edge's target, in the order of :attr:`StateSpace.edges`."""
     # While exploring, state i is the pair (controls[i], ledgers[i]) of interned ids, and
     # memo.states[control] maps a ledger id to the state it makes with that control.
     controls, ledgers = [start[0]], [start[1]]
     memo.states[start[0]][start[1]] = 0
-    parent, via, edges = space.parent, space.via, space.edges
+    parent, via = space.parent, space.via
+    targets: list[int] = []
     parent.append(-1)
     via.append("")
     control_moves, late_moves, running_of = memo.control_moves, memo.late_moves, memo.running
+    deciding = memo.deciding
+    found = 1  # states found so far: the id of the next new one
     # The lists grow while the loop reads them: they are the BFS queue.
     for frontier, (control, ledger) in enumerate(zip(controls, ledgers)):
         moves = control_moves[control]
         if moves is None:
             moves = memo.expand_control(control)
-        late = late_moves[ledger] if not memo.deciding[control] else ()
+        late = late_moves[ledger] if not deciding[control] else ()
         if late is None:
             late = memo.expand_ledger(ledger)
         if not moves and not late:
             memo.record_end(space, frontier, control, ledger)
-        for target, states, ledger_after, action, kind, event in moves:
+        for target, states, ledger_after, _, _, event in moves:
             target_ledger = ledger if ledger_after is None else ledger_after[ledger]
-            j = states.get(target_ledger)
-            if j is None:
-                j = states[target_ledger] = len(controls)
+            # one lookup: j is the known state's id, or the new one's
+            j = states.setdefault(target_ledger, found)
+            if j == found:
                 if j >= max_states:
-                    raise too_many(frontier, len(edges))
+                    raise too_many(frontier, len(targets))
+                found += 1
                 controls.append(target)
                 ledgers.append(target_ledger)
                 parent.append(frontier)
                 via.append(event)
-            edges.append((frontier, j, action, kind))
+            targets.append(j)
         if late:
             # Late events leave the control as it is (same loop as above, rarer).
             running, states = running_of[control], memo.states[control]
-            for action, kind, event, if_running, if_not in late:
+            for action, _, event, if_running, if_not in late:
                 target_ledger = if_running if action in running else if_not
-                j = states.get(target_ledger)
-                if j is None:
-                    j = states[target_ledger] = len(controls)
+                j = states.setdefault(target_ledger, found)
+                if j == found:
                     if j >= max_states:
-                        raise too_many(frontier, len(edges))
+                        raise too_many(frontier, len(targets))
+                    found += 1
                     controls.append(control)
                     ledgers.append(target_ledger)
                     parent.append(frontier)
                     via.append(event)
-                edges.append((frontier, j, action, kind))
-    return controls, ledgers
+                targets.append(j)
+    return controls, ledgers, targets
+
+
+@dataclass(slots=True, kw_only=True)
+class _Found:
+    """The edges a search found, compactly: each edge's target, in order; the rest of an
+    edge is the same for every state of its machine state (its moves) or of its ledger (its
+    late events), which :meth:`edges` reads them from."""
+
+    targets: list[int]
+    ledgers: list[int]  # each state's ledger id
+    moves: dict[str, tuple[tuple[str, str], ...]]  # per machine state: (action, kind) in order
+    late: list[tuple[_Late, ...] | None]  # per ledger id (None: never expanded)
+    deciding: set[str]  # machine states without late events (see _search)
+
+    def edges(self, nodes: list[Node]) -> list[Edge]:
+        """Every edge ``(source, target, action, kind)``, in the order the search found them."""
+        edges: list[Edge] = []
+        add, target = edges.append, iter(self.targets).__next__
+        moves, late, deciding, ledgers = self.moves, self.late, self.deciding, self.ledgers
+        for source, (sid, _, _) in enumerate(nodes):
+            for action, kind in moves[sid]:
+                add((source, target(), action, kind))
+            if sid not in deciding:
+                for action, kind, _, _, _ in late[ledgers[source]] or ():
+                    add((source, target(), action, kind))
+        return edges
 
 
 def _saturation(retry: Retry) -> int:

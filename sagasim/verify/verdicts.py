@@ -169,7 +169,7 @@ def check(
         saga=saga.name,
         consistent=not violations,
         states=len(space.nodes),
-        transitions=len(space.edges),
+        transitions=space.transitions,
         end_states=end_states,
         violations=violations,
         warnings=warnings,
