@@ -60,9 +60,10 @@ class Paths:
     """Shortest paths and end states of a breadth-first search (parent pointers from state 0).
 
     ``parent[i]`` and ``via[i]`` give the edge BFS first reached state ``i`` by; ``edges``
-    lists ``(source, target, action, kind)`` (a search appends to it; ``transitions`` counts
-    them); ``ends`` maps each end state to its ``(outcome, anomalies)``; ``first_end`` maps an
-    outcome or anomaly to the first (so shortest) end state that has it.
+    lists ``(source, target, action, kind)`` (a search appends to it); ``states`` and
+    ``transitions`` count states and edges; ``ends`` maps each end state to its ``(outcome,
+    anomalies)``; ``first_end`` maps an outcome or anomaly to the first (so shortest) end
+    state that has it.
     """
 
     parent: list[int] = field(default_factory=list)
@@ -78,8 +79,11 @@ class Paths:
         return self._edges
 
     @property
+    def states(self) -> int:
+        return len(self.parent)  # one parent pointer a state
+
+    @property
     def transitions(self) -> int:
-        """How many edges there are."""
         return len(self.edges)
 
     def outcomes_reachable(self) -> set[str]:
@@ -100,28 +104,40 @@ class Paths:
 @dataclass(slots=True, kw_only=True)
 class StateSpace(Paths):
     """Every reachable state (``nodes[i]`` is state ``i``), the edges between them and the end
-    states by property (see :class:`Paths`)."""
+    states by property (see :class:`Paths`).
+
+    :func:`explore` keeps what it found as interned ids (:class:`_Found`); ``nodes`` and
+    ``edges`` are made from them on first use. ``check`` only counts them (``states``,
+    ``transitions``), and a million tuples cost more to make and to keep (and for the cyclic
+    collector to walk) than the whole search without them."""
 
     saga: Saga
     machine: Machine
     participants: Participants | None
-    nodes: list[Node] = field(default_factory=list)
+    _nodes: list[Node] | None = field(default=None, init=False, repr=False)
     _found: _Found | None = field(default=None, init=False, repr=False)
 
     @property
+    def nodes(self) -> list[Node]:
+        if self._nodes is None:
+            self._nodes = [] if self._found is None else self._found.nodes()
+        return self._nodes
+
+    @nodes.setter
+    def nodes(self, nodes: list[Node]) -> None:
+        self._nodes = nodes
+
+    @property
     def edges(self) -> list[Edge]:
-        """The edges :func:`explore` found, made on first use: ``check`` only counts them,
-        and a million tuples cost more to make and to keep (and for the cyclic collector
-        to walk) than the whole search without them."""
         if self._edges is None:
-            self._edges = [] if self._found is None else self._found.edges(self.nodes)
-            self._found = None
+            self._edges = [] if self._found is None else self._found.edges()
         return self._edges
 
     @property
     def transitions(self) -> int:
-        """How many edges there are (without making them)."""
-        return len(self.edges) if self._found is None else len(self._found.targets)
+        if self._edges is None and self._found is not None:
+            return len(self._found.targets)
+        return len(self.edges)
 
     def to_networkx(self) -> Any:
         """The state space as a DiGraph: node attrs ``label``, ``outcome``, ``anomalies``,
@@ -183,23 +199,17 @@ def explore(
     try:
         controls, ledgers, targets = _search(memo, space, (control, ledger), max_states, too_many)
         space._found = _Found(
-            targets=targets,
+            controls=controls,
             ledgers=ledgers,
+            targets=targets,
+            named=memo.controls,
+            values=memo.ledgers,
             moves={
                 sid: tuple((m.action, m.kind) for m in moves)
                 for sid, moves in memo.state_moves.items()
             },
             late=memo.late_moves,
             deciding={sid for sid, info in machine.states.items() if info.decision is not None},
-        )
-        named, values = memo.controls, memo.ledgers
-        sids, attempts = [c[0] for c in named], [c[1] for c in named]
-        space.nodes = list(
-            zip(
-                map(sids.__getitem__, controls),
-                map(attempts.__getitem__, controls),
-                map(values.__getitem__, ledgers),
-            )
         )
     finally:
         if collecting:
@@ -271,26 +281,42 @@ def _search(
 
 @dataclass(slots=True, kw_only=True)
 class _Found:
-    """The edges a search found, compactly: each edge's target, in order; the rest of an
-    edge is the same for every state of its machine state (its moves) or of its ledger (its
-    late events), which :meth:`edges` reads them from."""
+    """What a search found, as ids: each state's control and ledger, each edge's target (in
+    order). The rest of an edge is the same for every state of its machine state (its moves)
+    or of its ledger (its late events), and is read from there."""
 
-    targets: list[int]
-    ledgers: list[int]  # each state's ledger id
+    controls: list[int]  # per state
+    ledgers: list[int]  # per state
+    targets: list[int]  # per edge
+    named: list[tuple[str, tuple[int, ...]]]  # per control: (machine state, attempts)
+    values: list[Ledger]  # per ledger id
     moves: dict[str, tuple[tuple[str, str], ...]]  # per machine state: (action, kind) in order
     late: list[tuple[_Late, ...] | None]  # per ledger id (None: never expanded)
     deciding: set[str]  # machine states without late events (see _search)
 
-    def edges(self, nodes: list[Node]) -> list[Edge]:
+    def nodes(self) -> list[Node]:
+        """Every state ``(machine state, attempts, ledger)``, by state id."""
+        sids, attempts = [c[0] for c in self.named], [c[1] for c in self.named]
+        return list(
+            zip(
+                map(sids.__getitem__, self.controls),
+                map(attempts.__getitem__, self.controls),
+                map(self.values.__getitem__, self.ledgers),
+            )
+        )
+
+    def edges(self) -> list[Edge]:
         """Every edge ``(source, target, action, kind)``, in the order the search found them."""
         edges: list[Edge] = []
         add, target = edges.append, iter(self.targets).__next__
-        moves, late, deciding, ledgers = self.moves, self.late, self.deciding, self.ledgers
-        for source, (sid, _, _) in enumerate(nodes):
+        sids = [c[0] for c in self.named]
+        moves, late, deciding = self.moves, self.late, self.deciding
+        for source, (control, ledger) in enumerate(zip(self.controls, self.ledgers)):
+            sid = sids[control]
             for action, kind in moves[sid]:
                 add((source, target(), action, kind))
             if sid not in deciding:
-                for action, kind, _, _, _ in late[ledgers[source]] or ():
+                for action, kind, _, _, _ in late[ledger] or ():
                     add((source, target(), action, kind))
         return edges
 

@@ -168,7 +168,7 @@ def check(
         fails=_fails(saga, space),
         saga=saga.name,
         consistent=not violations,
-        states=len(space.nodes),
+        states=space.states,
         transitions=space.transitions,
         end_states=end_states,
         violations=violations,
