@@ -11,7 +11,10 @@ per-service machines' moves) rather than the machine's speed. A small run of eac
 compiles the machine and the choreography, which are cached. Then both forms run in ``PAIRS``
 adjacent pairs; the ratio is the median of the pairs' ratios of time per instance
 (choreography / orchestration: above 1, choreography is slower), which load drifting on a
-shared machine hardly moves (the rates shown are the best of each).
+shared machine hardly moves (the rates shown are the best of each). Independent instances are
+measured twice: against orchestration as ``simulate`` runs it (its vectorised fast path, from
+``FAST_MIN_RUNS`` runs) and against orchestration on SimPy (``engine="simpy"``), the like for like
+comparison.
 
 Run: ``.venv/bin/python bench/choreography_bench.py [--runs N]``.
 """
@@ -28,9 +31,15 @@ from pathlib import Path
 from sagasim import io
 from sagasim.model import Broker, Exponential, Saga
 from sagasim.sim import simulate
+from sagasim.sim.run import Engine
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
-CASES = (("independent", "order_fulfillment"), ("under load", "order_fulfillment_under_load"))
+#: (label, model, the engine orchestration runs on)
+CASES = (
+    ("independent", "order_fulfillment", "auto"),
+    ("independent, orchestration on SimPy", "order_fulfillment", "simpy"),
+    ("under load", "order_fulfillment_under_load", "auto"),
+)
 BROKER_MEAN_MS = 3.0
 PAIRS = 7
 WARM_UP_RUNS = 500
@@ -45,20 +54,22 @@ def forms(saga: Saga) -> tuple[Saga, Saga]:
     )
 
 
-def seconds(saga: Saga, runs: int) -> float:
+def seconds(saga: Saga, runs: int, engine: Engine = "auto") -> float:
     start = time.perf_counter()
-    simulate(saga, runs=runs, seed=1)
+    simulate(saga, runs=runs, seed=1, engine=engine)
     return time.perf_counter() - start
 
 
-def speed(orchestrated: Saga, choreographed: Saga, runs: int) -> tuple[float, float, float]:
+def speed(
+    orchestrated: Saga, choreographed: Saga, runs: int, engine: Engine = "auto"
+) -> tuple[float, float, float]:
     """(best orchestration instances/s, best choreography instances/s, median ratio of the
-    pairs' times per instance, choreography over orchestration)."""
-    for saga in (orchestrated, choreographed):
-        simulate(saga, runs=WARM_UP_RUNS, seed=1)
+    pairs' times per instance, choreography over orchestration on ``engine``)."""
+    simulate(orchestrated, runs=WARM_UP_RUNS, seed=1, engine=engine)
+    simulate(choreographed, runs=WARM_UP_RUNS, seed=1)
     orchestration, choreography = [], []
     for _ in range(PAIRS):
-        orchestration.append(seconds(orchestrated, runs))
+        orchestration.append(seconds(orchestrated, runs, engine))
         choreography.append(seconds(choreographed, runs))
     ratio = statistics.median(c / o for c, o in zip(choreography, orchestration))
     return runs / min(orchestration), runs / min(choreography), ratio
@@ -72,9 +83,9 @@ def main() -> None:
         f"{args.runs:,} instances a measurement, {PAIRS} pairs, broker latency"
         f" exponential({BROKER_MEAN_MS:g} ms), load {os.getloadavg()[0]:.1f}"
     )
-    for label, stem in CASES:
+    for label, stem, engine in CASES:
         orchestrated, choreographed = forms(io.load(MODELS / f"{stem}.yaml"))
-        orchestration, choreography, ratio = speed(orchestrated, choreographed, args.runs)
+        orchestration, choreography, ratio = speed(orchestrated, choreographed, args.runs, engine)
         print(
             f"  {stem} ({label}): orchestration {orchestration:,.0f}/s,"
             f" choreography {choreography:,.0f}/s,"

@@ -208,6 +208,8 @@ class Choreography:
         self.finish = exit_condition(saga)
         self.choices = [r.step for r in self.roles if r.kind == "choice"]
         self._memo: dict[tuple[Local, str, str], Move] = {}
+        self._begun: Move | None = None
+        self._ends: dict[Local, tuple[str, str | None]] = {}
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{n} {len(m.states)}" for n, m in self.services.items())
@@ -228,6 +230,16 @@ class Choreography:
     def deciding(self, local: Local) -> list[str]:
         """The choices whose decider is to decide now."""
         return [c for c in self.choices if self.state_of(local, c) == "deciding"]
+
+    def end(self, local: Local) -> tuple[str, str | None]:
+        """:meth:`outcome` and :meth:`fail_of` of a quiescent instance, worked out once per
+        local state (they are pure, and end states repeat across instances)."""
+        found = self._ends.get(local)
+        if found is None:
+            if len(self._ends) >= MEMO_LIMIT:
+                self._ends.clear()
+            found = self._ends[local] = (self.outcome(local), self.fail_of(local))
+        return found
 
     def outcome(self, local: Local) -> str:
         """The end state of a quiescent instance (see the module docstring)."""
@@ -269,7 +281,13 @@ class Choreography:
 
     # --- what happens
     def begin(self) -> Move:
-        """A new instance: the steps that wait for nothing start."""
+        """A new instance: the steps that wait for nothing start (the same move every time,
+        worked out once)."""
+        if self._begun is None:
+            self._begun = self._begin()
+        return self._begun
+
+    def _begin(self) -> Move:
         names = self.service_names
         local = Local(
             services=tuple(
@@ -292,7 +310,8 @@ class Choreography:
 
     def decide(self, local: Local, choice: str, label: str) -> Move:
         """``choice`` takes its branch ``label``: its decider publishes ``CHOICE.LABEL``."""
-        return self._remembered((local, choice, label), self._decide)
+        move = self._memo.get((local, choice, label))  # looked up here: called on every move
+        return move if move is not None else self._remember((local, choice, label), self._decide)
 
     def branch(self, choice: str, u: float) -> str:
         """The label of the branch of ``choice`` that a uniform draw ``u`` in [0, 1) takes
@@ -319,19 +338,22 @@ class Choreography:
 
     def attempt_ended(self, local: Local, action: str, kind: str) -> Move:
         """An attempt of ``action`` ended ``kind`` as its service sees it."""
-        return self._remembered((local, action, kind), self._attempt_ended)
+        move = self._memo.get((local, action, kind))
+        return (
+            move if move is not None else self._remember((local, action, kind), self._attempt_ended)
+        )
 
     def deliver(self, local: Local, event: str, step: str) -> Move:
         """``event`` arrives at the service performing ``step``."""
-        return self._remembered((local, event, step), self._deliver)
+        move = self._memo.get((local, event, step))
+        return move if move is not None else self._remember((local, event, step), self._deliver)
 
-    def _remembered(self, key: tuple[Local, str, str], work: Callable[..., Move]) -> Move:
-        """Moves are pure and local states repeat across instances: each is worked out once."""
-        move = self._memo.get(key)
-        if move is None:
-            if len(self._memo) >= MEMO_LIMIT:
-                self._memo.clear()
-            move = self._memo[key] = work(*key)
+    def _remember(self, key: tuple[Local, str, str], work: Callable[..., Move]) -> Move:
+        """Moves are pure and local states repeat across instances: each is worked out once,
+        the first time (the callers look in the memo first)."""
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        move = self._memo[key] = work(*key)
         return move
 
     def _attempt_ended(self, local: Local, action: str, kind: str) -> Move:

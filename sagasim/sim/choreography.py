@@ -1,19 +1,24 @@
 """Simulate choreographed sagas with SimPy: services that react to what a broker delivers.
 
-Each service has an inbox (a :class:`simpy.Store`) and one process that takes the messages
-out of it and hands each to the service's machine (:meth:`Choreography.deliver`). When a role
-ends a phase its event is published: the broker sends one message to every subscriber, which
-arrives after a ``broker.latency`` sample, in order per subscriber unless it is one of the
-``reorder`` fraction (those take their own time); with probability ``loss`` it is lost, and
-sent again after the ``redelivery`` policy's delay while attempts remain; with probability
-``duplicate`` a second copy follows. Attempts are as in orchestration (:mod:`sagasim.sim`):
-a latency sample ``L``, an outage failing it, ``reject`` then ``failure``, a timeout seen at
-its deadline while the participant's outcome lands late. With ``saga.arrivals``, an attempt at a
-service with a ``capacity`` first queues for the service's :class:`simpy.Resource`, as in
-orchestration: the wait ``W`` counts towards latency and the timeout clock, the outage check is
-made when service starts, and with a timeout ``t`` and ``W + L > t`` the service sees
-``timeout`` at ``t`` while the participant's outcome happens at ``W + L``; the server is held
-until then.
+A service takes each message the moment it arrives and hands it to its machine
+(:meth:`Choreography.deliver`): reacting takes no time, so a service needs neither an inbox nor
+a process of its own. When a role ends a phase its event is published: the broker sends one
+message to every subscriber, which arrives after a ``broker.latency`` sample, in order per
+subscriber unless it is one of the ``reorder`` fraction (those take their own time); with
+probability ``loss`` it is lost, and sent again after the ``redelivery`` policy's delay while
+attempts remain; with probability ``duplicate`` a second copy follows. Messages that arrive at
+the same moment are taken in the order they were sent. Attempts are as in orchestration
+(:mod:`sagasim.sim`): a latency sample ``L``, an outage failing it, ``reject`` then
+``failure``, a timeout seen at its deadline while the participant's outcome lands late. With
+``saga.arrivals``, an attempt at a service with a ``capacity`` first queues for one of its
+servers (first come first served, as :class:`simpy.Resource` grants them), as in orchestration:
+the wait ``W`` counts towards latency and the timeout clock, the outage check is made when
+service starts, and with a timeout ``t`` and ``W + L > t`` the service sees ``timeout`` at
+``t`` while the participant's outcome happens at ``W + L``; the server is held until then.
+
+Everything that happens later is a callback on a bare event the environment schedules, as in
+orchestration (:class:`sagasim.sim.waits.Timer`, one list of callbacks shared by the events of
+a kind): an attempt's end, a message's arrival, an instance's arrival, a server granted.
 
 An instance is over when no attempt runs and no message is in flight; its end state is the
 roles' (:meth:`Choreography.outcome`) and its latency runs to that moment. Late landings after
@@ -43,13 +48,13 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.resources.resource import Request
+from simpy.events import NORMAL
 from statemachine import StateMachine
 
 from ..exceptions import EndlessRetryError, SagaSimError
@@ -59,6 +64,7 @@ from ..machine.orchestration import OUTCOMES, retry_left
 from ..machine.program import ends
 from ..model.saga import Retry, Saga
 from .results import Results, ServiceStats, Span, TraceEvent, assemble, empty_columns
+from .waits import Callback, Servers, Timer
 
 __all__ = ["run_chunk"]
 
@@ -84,7 +90,8 @@ class _Instance:
     compensations: int = 0
     first_effect: float | None = None
     finished: bool = False
-    done: simpy.Event | None = None
+    waited: bool = False  # the next independent instance begins once this one is over
+    plain: bool = True  # neither traced nor checked against live machines
 
 
 @dataclass(slots=True, eq=False)
@@ -129,11 +136,13 @@ class Chunk:
         self.chor = chor = compile_choreography(saga)
         self.trace_limit, self.library = trace_limit, False
         self.env = env = simpy.Environment()
+        self.schedule: Callable[..., None] = env.schedule
         self.shared = saga.arrivals is not None
         self.columns = empty_columns(n)
         self.traced: list[_Instance] = []
         self.ended = 0
-        self.broker = saga.broker
+        self.broker = broker = saga.broker
+        self.loss, self.reorder, self.duplicate = broker.loss, broker.reorder, broker.duplicate
         self.block = max(16, min(BLOCK, n * 4))
         actions = [saga.action(a) for a in chor.actions]
         self.action = dict(zip(chor.actions, actions))
@@ -153,37 +162,48 @@ class Chunk:
         self.busy = dict.fromkeys(chor.actions, 0.0)
         self.wait = dict.fromkeys(chor.actions, 0.0)
         capacities = {s.name: s.capacity for s in saga.services if s.capacity is not None}
-        resources = {s: simpy.Resource(env, c) for s, c in capacities.items() if self.shared}
-        self.resource = {a.name: resources.get(saga.service_of(a)) for a in actions}
+        servers = {s: Servers(c, env.schedule) for s, c in capacities.items() if self.shared}
+        self.resource = {a.name: servers.get(saga.service_of(a)) for a in actions}
         self.late_tracked = {a: a in chor.people.pending_index for a in chor.actions}
+        self.effect = {a: a in chor.people.effect_index for a in chor.actions}
+        # what every attempt of an action looks up, in one place
+        self.static = {
+            a: (self.resource[a], self.outages[a], self.timeout[a], self.compensation[a])
+            for a in chor.actions
+        }
         self.fail_names = ends(saga)
         self.decisions = frozenset(chor.choices)
-        self.inbox = {name: simpy.Store(env) for name in chor.services}
-        for inbox in self.inbox.values():
-            env.process(self._consume(inbox))
+        self.started = 0  # instances begun so far
+        self.gaps: list[float] = []
+        # the callbacks of each kind of event, in lists shared by the events (see Timer)
+        self.ended_cbs: list[Callback] = [self._ended_at]
+        self.arrive_cbs: list[Callback] = [self._arrive]
+        self.call_cbs: list[Callback] = [self._called]
+        self.serve_cbs: list[Callback] = [self._served_at]
+        self.next_cbs: list[Callback] = [self._next]
+        self.arrival_cbs: list[Callback] = [self._arrival]
 
     # --- random numbers, drawn in batches
-    def _draw(self, action: str) -> tuple[float, int]:
-        buffer = self.draws[action]
-        if not buffer:
-            a, rng = self.action[action], self.rng
-            latency = np.asarray(a.latency.sample(rng, self.block), dtype=np.float64)
-            u = rng.random(self.block)
-            r, f = a.reject, a.failure
-            code = np.where(u < r, REJECT, np.where(u < r + (1 - r) * f, FAIL, OK))
-            buffer.extend(zip(latency.tolist(), code.tolist()))
-        return buffer.pop()
+    def _refill(self, action: str) -> list[tuple[float, int]]:
+        """A new batch of (latency, outcome code) draws for ``action``'s attempts."""
+        a, rng = self.action[action], self.rng
+        latency = np.asarray(a.latency.sample(rng, self.block), dtype=np.float64)
+        u = rng.random(self.block)
+        r, f = a.reject, a.failure
+        code = np.where(u < r, REJECT, np.where(u < r + (1 - r) * f, FAIL, OK))
+        self.draws[action] = buffer = list(zip(latency.tolist(), code.tolist()))
+        return buffer
 
     def _uniform(self) -> float:
         if not self.uniforms:
             self.uniforms = self.rng.random(self.block).tolist()
         return self.uniforms.pop()
 
-    def _delay(self) -> float:
-        if not self.delays:
-            sample = self.broker.latency.sample(self.rng, self.block)
-            self.delays = np.asarray(sample, dtype=np.float64).tolist()
-        return self.delays.pop()
+    def _refill_delays(self) -> list[float]:
+        """A new batch of broker latencies."""
+        sample = self.broker.latency.sample(self.rng, self.block)
+        self.delays = np.asarray(sample, dtype=np.float64).tolist()
+        return self.delays
 
     def _backoff(self, retry: Retry, failed: int) -> float:
         try:
@@ -192,8 +212,14 @@ class Chunk:
             return math.inf
         return delay * self._uniform() if delay > 0 and retry.jitter else delay
 
-    def _at(self, delay: float, then: Callable[[], None]) -> None:
-        self.env.timeout(delay).callbacks.append(lambda _e: then())
+    def _at(self, delay: float, then: Callable[..., None], *args: Any) -> None:
+        """Call ``then(*args)`` after ``delay`` (the events that are not on every message's or
+        attempt's way, which have callbacks of their own)."""
+        self.schedule(Timer(self.call_cbs, None, (then, args)), NORMAL, delay)
+
+    def _called(self, event: Timer) -> None:
+        then, args = event.flight
+        then(*args)
 
     # --- attempts
     def _in_outage(self, action: str, t: float) -> bool:
@@ -213,47 +239,54 @@ class Chunk:
         if attempt > machine.MAX_ATTEMPTS:
             name, slot = self.saga.name, self.first + inst.slot
             raise EndlessRetryError.of(name, action, machine.MAX_ATTEMPTS, slot)
-        latency, code = self._draw(action)
-        start = self.env.now + delay if called is None else called
+        latency, code = (self.draws[action] or self._refill(action)).pop()
+        now = self.env.now
+        start = now + delay if called is None else called
         self.attempts[action] += 1
-        if self.compensation[action]:
+        servers, outages, limit, compensation = self.static[action]
+        if compensation:
             inst.compensations += 1
-        if self.resource[action] is not None:
+        if servers is not None:
             self._queue(inst, _Queued(action, attempt, start, latency, code), delay, called)
             return
         self.busy[action] += latency
-        limit = self.timeout[action]
         if called is not None:  # waited since the call: less time left before the timeout
-            now = self.env.now
             code = FAIL if self._in_outage(action, now - inst.origin) else code
             left = limit - (now - called)
             seen = TIMEOUT if latency > left else code
-            waited = (action, attempt, start, seen, code, now + latency)
-            self._at(max(min(latency, left), 0.0), lambda: self._ended(inst, *waited))
+            flight = (inst, action, attempt, start, seen, code, now + latency)
+            self.schedule(Timer(self.ended_cbs, None, flight), NORMAL, max(min(latency, left), 0))
             return
-        if self._in_outage(action, start - inst.origin):
+        if outages and self._in_outage(action, start - inst.origin):
             code = FAIL
         seen = TIMEOUT if latency > limit else code
-        flight = (action, attempt, start, seen, code, start + latency)
-        self._at(delay + min(latency, limit), lambda: self._ended(inst, *flight))
+        flight = (inst, action, attempt, start, seen, code, start + latency)
+        self.schedule(Timer(self.ended_cbs, None, flight), NORMAL, delay + min(latency, limit))
+
+    def _ended_at(self, event: Timer) -> None:
+        self._ended(*event.flight)
 
     def _queue(
         self, inst: _Instance, q: _Queued, delay: float, called: float | None = None
     ) -> None:
         """Ask for a server at ``q.start``; the deadline is known now, the finish once served."""
         if delay > 0:
-            self._at(delay, lambda: self._request(inst, q))
+            self._at(delay, self._request, inst, q)
         else:
             self._request(inst, q)
         if self.timeout[q.action] < math.inf:
             deadline = delay if called is None else called - self.env.now
-            self._at(max(deadline + self.timeout[q.action], 0.0), lambda: self._deadline(inst, q))
+            self._at(max(deadline + self.timeout[q.action], 0.0), self._deadline, inst, q)
 
     def _request(self, inst: _Instance, q: _Queued) -> None:
-        request = self.resource[q.action].request()  # type: ignore[union-attr]
-        request.callbacks.append(lambda _e: self._served(inst, q, request))
+        servers = self.resource[q.action]
+        assert servers is not None
+        servers.request(Timer(self.serve_cbs, None, (inst, q)))
 
-    def _served(self, inst: _Instance, q: _Queued, request: Request) -> None:
+    def _served_at(self, grant: Timer) -> None:
+        self._served(*grant.flight)
+
+    def _served(self, inst: _Instance, q: _Queued) -> None:
         """A queued attempt got its server: its outcome and finish are known now."""
         now, action = self.env.now, q.action
         self.wait[action] += now - q.start
@@ -262,7 +295,7 @@ class Chunk:
             q.code = FAIL
         q.finish = now + q.latency
         q.late = q.seen or (now - q.start) + q.latency > self.timeout[action]
-        self._at(q.latency, lambda: self._over(inst, q, request))
+        self._at(q.latency, self._over, inst, q)
 
     def _deadline(self, inst: _Instance, q: _Queued) -> None:
         """The timeout of a queued attempt: its service sees it unless it is served in time."""
@@ -271,10 +304,10 @@ class Chunk:
         q.seen = True
         self._ended(inst, q.action, q.attempt, q.start, TIMEOUT, q.code, None)
 
-    def _over(self, inst: _Instance, q: _Queued, request: Request) -> None:
+    def _over(self, inst: _Instance, q: _Queued) -> None:
         """A queued attempt's finish: the server is free; its service sees the outcome, or the
         participant's outcome lands after the timeout its service saw."""
-        request.resource.release(request)
+        self.resource[q.action].release()  # type: ignore[union-attr]
         if not q.late:
             self._ended(inst, q.action, q.attempt, q.start, q.code, q.code, None)
             return
@@ -294,17 +327,20 @@ class Chunk:
     ) -> None:
         """An attempt ends as its service sees it; its participant's outcome is ``code`` at
         ``finish`` (None: a queued attempt's, which lands once it is served)."""
-        chor, now = self.chor, self.env.now
+        now = self.env.now
         if kind == TIMEOUT and finish is not None and self.late_tracked[action]:
-            self._at(finish - now, lambda: self._land(inst, action, code == OK))
-        move = chor.attempt_ended(inst.local, action, KINDS[kind])
-        self._apply(inst, move.local, move.fired)
-        self._note(inst, f"{action}.{KINDS[kind]}", action)
+            self._at(finish - now, self._land, inst, action, code == OK)
+        move = self.chor.attempt_ended(inst.local, action, KINDS[kind])
+        if inst.plain:
+            inst.local = move.local
+        else:
+            self._apply(inst, move.local, move.fired)
+            self._note(inst, f"{action}.{KINDS[kind]}", action)
         if inst.spans is not None:
             begun, ended = start - inst.origin, now - inst.origin
             span = Span(action, attempt, begun, ended, KINDS[kind], self.compensation[action])
             inst.spans.append(span)
-        if kind == OK and inst.first_effect is None and action in chor.people.effect_index:
+        if kind == OK and inst.first_effect is None and self.effect[action]:
             inst.first_effect = now
         for started in move.started:
             if started == action:
@@ -313,72 +349,78 @@ class Chunk:
                 self._attempt(inst, action, attempt + 1, wait)
             else:
                 self._attempt(inst, started, 1)
-        self._publish(inst, move.published)
-        self._decide(inst, move)
-        self._quiet(inst)
+        self._react(inst, move)
 
     def _land(self, inst: _Instance, action: str, ok: bool) -> None:
         inst.local = self.chor.land(inst.local, action, ok)
-        if ok and inst.first_effect is None and action in self.chor.people.effect_index:
+        if ok and inst.first_effect is None and self.effect[action]:
             inst.first_effect = self.env.now
-        self._note(inst, f"{action}.late_ok" if ok else f"{action}.late_fail", action)
+        if inst.events is not None:
+            self._note(inst, f"{action}.late_ok" if ok else f"{action}.late_fail", action)
         if inst.finished:
             self.columns["anomaly_flags"][inst.slot] = inst.local.ledger[-1]
 
+    def _react(self, inst: _Instance, move: Move) -> None:
+        """What follows any move: its events published, its choices decided, and the instance
+        over if nothing is left to happen."""
+        if move.published:
+            self._publish(inst, move.published)
+        if move.deciding:
+            self._decide(inst, move)
+        if not inst.in_flight:
+            self._quiet(inst)
+
     # --- the broker
     def _send(self, inst: _Instance, event: str, step: str, tries: int, copy: bool = False) -> None:
-        broker = self.broker
         inst.in_flight += 1
-        if broker.loss and self._uniform() < broker.loss:
-            redelivery = broker.redelivery
+        if self.loss and self._uniform() < self.loss:
+            redelivery = self.broker.redelivery
             if retry_left(redelivery.attempts, tries):
-                self._note(inst, f"{event} → {step} lost, sent again", step)
-
-                def again() -> None:
-                    inst.in_flight -= 1
-                    inst.messages += 1
-                    self._send(inst, event, step, tries + 1, copy)
-                    self._quiet(inst)  # lost for good this time, it may have been the last
-
-                self._at(self._backoff(redelivery, tries), again)
+                if inst.events is not None:
+                    self._note(inst, f"{event} → {step} lost, sent again", step)
+                self._at(
+                    self._backoff(redelivery, tries), self._again, inst, event, step, tries, copy
+                )
             else:
                 inst.in_flight -= 1
-                self._note(inst, f"{event} → {step} lost", step)
+                if inst.events is not None:
+                    self._note(inst, f"{event} → {step} lost", step)
             return
         now = self.env.now
-        arrival = now + self._delay()
-        if not (broker.reorder and self._uniform() < broker.reorder):
-            arrival = max(arrival, inst.fifo.get(step, 0.0))
+        arrival = now + (self.delays or self._refill_delays()).pop()
+        if not (self.reorder and self._uniform() < self.reorder):
+            before = inst.fifo.get(step, 0.0)  # the last message to this subscriber
+            if before > arrival:
+                arrival = before
             inst.fifo[step] = arrival
-        service = self.chor.role(step).service
-        inbox = self.inbox[service]
-
-        def arrive() -> None:
-            inbox.put((inst, event, step))
-
-        self._at(arrival - now, arrive)
-        if not copy and broker.duplicate and self._uniform() < broker.duplicate:
+        self.schedule(Timer(self.arrive_cbs, None, (inst, event, step)), NORMAL, arrival - now)
+        if not copy and self.duplicate and self._uniform() < self.duplicate:
             inst.messages -= 1  # the copy is the broker's doing, not a message sent
             self._send(inst, event, step, tries, copy=True)
             inst.messages += 1
 
-    def _consume(self, inbox: simpy.Store) -> Generator[simpy.Event, Any, None]:
-        """A service's process: take each message from its inbox and react to it."""
-        while True:
-            inst, event, step = yield inbox.get()
-            self._take(inst, event, step)
+    def _again(self, inst: _Instance, event: str, step: str, tries: int, copy: bool) -> None:
+        """A lost message sent again."""
+        inst.in_flight -= 1
+        inst.messages += 1
+        self._send(inst, event, step, tries + 1, copy)
+        self._quiet(inst)  # lost for good this time, it may have been the last
+
+    def _arrive(self, event: Timer) -> None:
+        self._take(*event.flight)
 
     def _take(self, inst: _Instance, event: str, step: str) -> None:
         """``event`` reaches the service performing ``step``, which reacts to it."""
         inst.in_flight -= 1
         move = self.chor.deliver(inst.local, event, step)
-        self._apply(inst, move.local, move.fired)
-        self._note(inst, f"{event} → {step}", step)
+        if inst.plain:
+            inst.local = move.local
+        else:
+            self._apply(inst, move.local, move.fired)
+            self._note(inst, f"{event} → {step}", step)
         for started in move.started:
             self._attempt(inst, started, 1)
-        self._publish(inst, move.published)
-        self._decide(inst, move)
-        self._quiet(inst)
+        self._react(inst, move)
 
     def _decide(self, inst: _Instance, move: Move) -> None:
         """Each choice ``move`` left deciding takes a branch drawn at once, and its decider
@@ -386,14 +428,18 @@ class Chunk:
         for choice in move.deciding:
             label = self.chor.branch(choice, self._uniform())
             decided = self.chor.decide(inst.local, choice, label)
-            self._apply(inst, decided.local, decided.fired)
-            self._note(inst, f"{choice}.{label}", choice)
+            if inst.plain:
+                inst.local = decided.local
+            else:
+                self._apply(inst, decided.local, decided.fired)
+                self._note(inst, f"{choice}.{label}", choice)
             self._publish(inst, decided.published)
 
     def _publish(self, inst: _Instance, events: tuple[str, ...]) -> None:
         """Send each event to each of its subscribers."""
+        subscribers = self.chor.subscribers
         for event in events:
-            for step in self.chor.subscribers.get(event, ()):
+            for step in subscribers.get(event, ()):
                 inst.messages += 1
                 self._send(inst, event, step, 1)
 
@@ -410,9 +456,10 @@ class Chunk:
                 live = inst.live[name].model.state
                 assert live == local.services[s], (fired, name, live, local.services[s])
         inst.local = local
-        for event in fired:
-            if event.endswith((".skip", ".again", ".undo_again")):
-                self._note(inst, event, event.rsplit(".", 1)[0])
+        if inst.events is not None:
+            for event in fired:
+                if event.endswith((".skip", ".again", ".undo_again")):
+                    self._note(inst, event, event.rsplit(".", 1)[0])
 
     def _note(self, inst: _Instance, event: str, where: str) -> None:
         if inst.events is not None:
@@ -423,7 +470,7 @@ class Chunk:
         """End the instance once nothing runs and nothing is in flight."""
         if inst.finished or inst.in_flight or any(inst.local.attempts):
             return
-        self._finish(inst, self.chor.outcome(inst.local))
+        self._finish(inst, self.chor.end(inst.local)[0])
 
     def _finish(self, inst: _Instance, outcome: str) -> None:
         """The instance is over, ending ``outcome``: its columns."""
@@ -441,14 +488,14 @@ class Chunk:
         columns["compensations"][slot] = min(inst.compensations, INT16_MAX)
         columns["messages"][slot] = min(inst.messages, UINT16_MAX)
         columns["anomaly_flags"][slot] = inst.local.ledger[-1]
-        fail = self.chor.fail_of(inst.local)
+        fail = self.chor.end(inst.local)[1]
         columns["fail"][slot] = 0 if fail is None else self.fail_names.index(fail) + 1
         window = math.nan
         if inst.compensations > 0 and inst.first_effect is not None:
             window = now - inst.first_effect
         columns["window_ms"][slot] = window
-        if inst.done is not None:
-            inst.done.succeed()
+        if inst.waited:  # the next independent instance begins, as an event of its own
+            self.schedule(Timer(self.next_cbs, None), NORMAL, 0)
 
     # --- instances
     def _begin(self, slot: int) -> _Instance:
@@ -462,6 +509,7 @@ class Chunk:
             origin=0.0 if self.shared else env.now,
             events=[] if traced else None,
             spans=[] if traced else None,
+            plain=not traced and not self.library,
         )
         if self.library:
             machines = chor.services.items()
@@ -471,29 +519,38 @@ class Chunk:
             self.traced.append(inst)
         for started in move.started:
             self._attempt(inst, started, 1)
-        self._decide(inst, move)
+        if move.deciding:
+            self._decide(inst, move)
         self._quiet(inst)  # a saga that ends as it starts (a choice straight to its end)
         return inst
 
-    def _instances(self) -> Generator[simpy.Event, Any, None]:
-        arrivals = self.saga.arrivals
-        if arrivals is None:
-            for slot in range(self.n):
-                inst = self._begin(slot)
-                if not inst.finished:
-                    inst.done = self.env.event()
-                    yield inst.done
-            return
-        gaps = self.rng.exponential(1000.0 / arrivals.rate_per_s, self.n).tolist()
-        for slot, gap in enumerate(gaps):
-            yield self.env.timeout(gap)
-            self._begin(slot)
+    def _next(self, _event: Any = None) -> None:
+        """Without arrivals: begin instances one after another, each once the last is over
+        (on an idle system, its clock from its start)."""
+        while self.started < self.n:
+            inst = self._begin(self.started)
+            self.started += 1
+            if not inst.finished:
+                inst.waited = True
+                return
+
+    def _arrival(self, _event: Any = None) -> None:
+        """With arrivals: the next instance arrives, and the one after it is due a gap later."""
+        self._begin(self.started)
+        self.started += 1
+        if self.started < self.n:
+            self.schedule(Timer(self.arrival_cbs, None), NORMAL, self.gaps[self.started])
 
     def _settle(self) -> None:
         """After the last event, before the results are read (for subclasses)."""
 
     def run(self, seed: int) -> Results:
-        self.env.process(self._instances())
+        arrivals = self.saga.arrivals
+        if arrivals is None:
+            self._next()
+        elif self.n:
+            self.gaps = self.rng.exponential(1000.0 / arrivals.rate_per_s, self.n).tolist()
+            self.schedule(Timer(self.arrival_cbs, None), NORMAL, self.gaps[0])
         self.env.run()
         self._settle()
         if self.ended != self.n:  # a missed end would leave zeros that read as committed

@@ -223,11 +223,7 @@ class SharedChunk(Chunk):
         service = self.chor.role(step).service
         back = self._back(inst, service)
         if back > -math.inf:  # the service is down for this saga: taken once it is back
-
-            def again() -> None:
-                self.inbox[service].put((inst, event, step))
-
-            self._at(back - self.env.now, again)
+            self._at(back - self.env.now, self._take, inst, event, step)
             return
         super()._take(inst, event, step)
 
@@ -245,11 +241,7 @@ class SharedChunk(Chunk):
         now = self.env.now
         back = self._back(inst, self.service[action])
         if back > -math.inf:  # its service sees it end once it is back
-
-            def seen() -> None:
-                self._ended(inst, action, attempt, start, kind, code, finish)
-
-            self._at(back - now, seen)
+            self._at(back - now, self._ended, inst, action, attempt, start, kind, code, finish)
             return
         if finish is not None and finish < now:
             finish = now  # seen late: a timed-out attempt's participant outcome lands at once
@@ -303,7 +295,7 @@ class SharedChunk(Chunk):
             return
         call = _Call(inst, action, attempt, self.env.now + delay)
         if delay > 0:
-            self._at(delay, lambda: self._call(call))
+            self._at(delay, self._call, call)
         else:
             self._call(call)
 
@@ -348,7 +340,7 @@ class SharedChunk(Chunk):
         self.waiting[call] = (r, now)
         deadline = call.start + self.timeout[call.action]
         if deadline < math.inf:
-            self._at(max(deadline - now, 0.0), lambda: self._timed_out(call))
+            self._at(max(deadline - now, 0.0), self._timed_out, call)
 
     def _timed_out(self, call: _Call) -> None:
         """A waiting attempt's timeout: it leaves the line; its call never reached the
