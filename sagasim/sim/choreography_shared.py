@@ -112,6 +112,7 @@ class SharedChunk(Chunk):
         self.parties: dict[int, Party] = {}
         self.down: dict[tuple[int, str], float] = {}  # (slot, service): when it is back
         self.waiting: dict[_Call, tuple[str, float]] = {}  # the lock waited for, since
+        self.lined: dict[tuple[str, int], int] = {}  # (lock, slot): its calls in the lock's line
         self.crash_count, self.republished = [0] * n, [0] * n
         self.restarts: list[float] = []
         self.lock_waits: list[float] = []
@@ -137,6 +138,7 @@ class SharedChunk(Chunk):
         self.waiting.clear()
         for line in self.store.queue.values():
             line.clear()
+        self.lined.clear()
         for slot in sorted(stuck):
             inst = stuck[slot]
             if inst.events is not None:
@@ -337,6 +339,7 @@ class SharedChunk(Chunk):
         self._ungrant(slot, call.action, again=False)
         line = store.queue[r]
         (line.appendleft if front else line.append)((slot, call))
+        self._count(r, slot, 1)
         self.waiting[call] = (r, now)
         deadline = call.start + self.timeout[call.action]
         if deadline < math.inf:
@@ -352,6 +355,7 @@ class SharedChunk(Chunk):
         assert store is not None
         r, since = entry
         store.queue[r].remove((call.inst.slot, call))
+        self._count(r, call.inst.slot, -1)
         self._waited(call, since, now)
         if call.phase == CALL:  # never served
             self._counted(call)
@@ -374,11 +378,24 @@ class SharedChunk(Chunk):
         store = self.store
         assert store is not None
         line, holder = store.queue[r], store.holder[r]
-        for entry in [e for e in line if e[0] == holder]:  # the holder's own calls
-            line.remove(entry)
-            self._let_through(r, entry[1], granted=False)
+        if holder is not None and self.lined.get((r, holder)):  # the holder's own calls
+            for entry in [e for e in line if e[0] == holder]:  # (a scan only when there are)
+                line.remove(entry)
+                self._count(r, holder, -1)
+                self._let_through(r, entry[1], granted=False)
         while line and store.holder[r] is None and store.granted[r] is None:
-            self._let_through(r, line.popleft()[1], granted=True)
+            slot, call = line.popleft()
+            self._count(r, slot, -1)
+            self._let_through(r, call, granted=True)
+
+    def _count(self, r: str, slot: int, by: int) -> None:
+        """``slot``'s calls in ``r``'s line, up or down ``by``."""
+        key = (r, slot)
+        left = self.lined.get(key, 0) + by
+        if left:
+            self.lined[key] = left
+        else:
+            del self.lined[key]
 
     def _let_through(self, r: str, call: _Call, granted: bool) -> None:
         """``call`` leaves ``r``'s line: it ends now, or its service starts (``granted``: the
@@ -400,6 +417,7 @@ class SharedChunk(Chunk):
         if granted:
             store.granted[r] = None
         store.queue[other].append((slot, call))
+        self._count(other, slot, 1)
         self.waiting[call] = (other, now)
 
     def _waited(self, call: _Call, since: float, now: float) -> None:
