@@ -20,6 +20,16 @@ services (one chunk). Without, each instance runs on an idle system with its own
 seeded from ``SeedSequence(seed).spawn(n)``: the same seed gives the same results whatever the
 number of workers. Random numbers are drawn in numpy batches, one ``Generator`` per chunk.
 
+An instance is simulated ahead of the clock wherever no other instance can reach it: when the
+attempt it waits for next holds no server and no late landing of its own is pending, that
+attempt is taken at once, at its due time, rather than on a wake-up scheduled for then (what the
+model proves independent, coalesced). Everything it starts is dated from that time, and a
+request for a server is scheduled at the moment it is made, so servers see requests and
+releases in clock order. Independent instances then run each in a few Python calls, one after
+another, each from the moment the one before it ended; the numbers are the same as on the
+clock. Under arrivals the instances draw their random numbers in another order (the same
+distributions).
+
 The instances are not SimPy processes but callbacks on bare events the environment schedules
 (:meth:`simpy.Environment.schedule`): one per wait, reused where an instance has a single wait
 pending, and a FIFO of servers per capacity in place of :class:`simpy.Resource`. Every event
@@ -79,11 +89,19 @@ __all__ += ["Ledger", "Move", "Plan"]
 #: Random numbers drawn at once per action: enough to amortise numpy's call overhead, no more
 #: than a chunk is likely to use (a single traced instance draws 16 at a time).
 BLOCK = 2048
+#: Instances started at each arrival event when instances run ahead of the clock: one event in
+#: place of so many, and no more of them live before their time than that.
+ARRIVING = 64
 INT16_MAX, UINT16_MAX = 32767, 65535
 
 
 class Chunk:
     """One SimPy environment running ``n`` instances; fills compact per-instance arrays."""
+
+    #: Take an attempt the moment the instance reaches it, ahead of the clock, when nothing
+    #: else can reach the instance before the attempt is due (module docstring). Subclasses
+    #: whose instances share more than servers run every attempt on the clock instead.
+    coalesce = True
 
     def __init__(
         self, plan: Plan, rng: np.random.Generator, n: int, first: int, trace_limit: int
@@ -112,6 +130,10 @@ class Chunk:
         self.effect, self.moves, self.outcome = plan.effect, plan.moves, plan.outcome
         self.static = list(zip(self.servers, self.outages, self.timeout, self.is_compensation))
         self.started = 0  # instances started so far
+        self.max_attempts = machine.MAX_ATTEMPTS  # read when the chunk is made (tests lower it)
+        self.clock = 0.0  # when the last instance to end ended (it may be ahead of env.now)
+        self.arrival = 0.0  # when the next instance arrives (with arrivals)
+        self.ahead = ARRIVING if self.coalesce else 1  # instances started an arrival event
         self.gaps: list[float] = []
         # the callbacks of each kind of event, in lists shared by the events
         self.wake_cbs: list[Callback] = [self._woken]
@@ -153,9 +175,9 @@ class Chunk:
 
     def _begin(self, inst: Instance, a: int, attempt: int, at: float) -> Flight:
         """Start attempt number ``attempt`` of action ``a`` at time ``at`` (now or later)."""
-        if attempt > machine.MAX_ATTEMPTS:
+        if attempt > self.max_attempts:
             name, slot = self.plan.names[a], self.first + inst.slot
-            raise EndlessRetryError.of(self.plan.saga.name, name, machine.MAX_ATTEMPTS, slot)
+            raise EndlessRetryError.of(self.plan.saga.name, name, self.max_attempts, slot)
         latency, code = (self.draws[a] or self._refill(a)).pop()
         self.attempts[a] += 1
         inst.calls += 1
@@ -176,8 +198,9 @@ class Chunk:
         until it gets one, only its deadline is known."""
         flight.due, flight.latency = flight.start + self.timeout[flight.action], latency
         delay = flight.start - self.env.now
+        if delay > 0 or self.coalesce:
+            flight.ready = Timer([], inst, flight)  # scheduled when served (see _served)
         if delay > 0:
-            flight.ready = Timer([], inst, flight)  # scheduled when served
             self.schedule(Timer(self.request_cbs, inst, flight), NORMAL, delay)
         else:
             self._request(inst, flight)
@@ -188,40 +211,69 @@ class Chunk:
 
     def _request(self, inst: Instance, flight: Flight) -> None:
         grant = Timer(list(self.serve_cbs), inst, flight)  # its own list: waits join it
-        self.servers[flight.action].request(grant)  # type: ignore[union-attr]
+        servers = self.servers[flight.action]
+        assert servers is not None
+        if self.coalesce and servers.take():  # a server is free: no need to wait for the grant
+            self._serve_at(grant, flight.start)  # served when asked (not an ulp off, as the clock)
+            return
+        servers.request(grant)
         if flight.ready is None:  # asked at once: the instance can wait for the grant itself
             flight.ready = grant
 
     def _served(self, grant: Timer) -> None:
-        """A queued attempt got its server: its outcome and finish are known now. The server is
-        released when the orchestrator takes its event, or at the finish after a timeout."""
+        self._serve_at(grant, self.env.now)
+
+    def _serve_at(self, grant: Timer, now: float) -> None:
+        """A queued attempt got its server at ``now``: its outcome and finish are known now.
+        The server is released when the orchestrator takes its event, or at the finish after
+        a timeout."""
         inst, f = grant.inst, grant.flight
         assert inst is not None
-        env, a = self.env, f.action
-        now = env.now
+        a = f.action
         self.wait[a] += now - f.start
         if self.outages[a] and self._in_outage(a, now - inst.origin):
             f.code = FAIL
         self.busy[a] += f.latency
         f.finish = now + f.latency
-        if f.consumed or (now - f.start) + f.latency > self.timeout[a]:
+        late = f.consumed or (now - f.start) + f.latency > self.timeout[a]
+        if late:
             self.schedule(Timer(self.release_cbs, inst, f), NORMAL, f.latency)
             if f.consumed and self.late_tracked[a]:
                 self._schedule_late(inst, f)
         else:
             f.due, f.kind, f.servers = f.finish, f.code, self.servers[a]
-        if f.ready is not grant and not f.consumed:
+        if f.ready is grant or f.consumed:
+            return
+        if not self.coalesce:
             self.schedule(f.ready, NORMAL, 0)  # the delayed request's ready succeeds
+        elif not late and f.ready.callbacks:
+            # The instance waits for f to end (or for an earlier deadline): f's ready wakes it
+            # then. A late f ends at its deadline, which the instance already waits for; and
+            # served as it asks, the instance has not waited yet (it takes f when it is due).
+            self.schedule(f.ready, NORMAL, f.latency)
 
     def _release_after(self, event: Timer) -> None:
         self.servers[event.flight.action].release()
+
+    def _time_out(self, inst: Instance, f: Flight) -> None:
+        """The orchestrator takes ``f``'s timeout. If its participant's outcome is tracked, it
+        lands (or is lost) at its finish, scheduled once that is known; until then the instance
+        keeps to the clock, so that the landing meets the instance where it is then."""
+        f.consumed = True
+        if self.late_tracked[f.action]:
+            inst.landings += 1
+            if f.finish is not None:
+                self._schedule_late(inst, f)
 
     def _schedule_late(self, inst: Instance, f: Flight) -> None:
         delay = max(f.finish - self.env.now, 0.0)  # type: ignore[operator]
         self.schedule(Timer(self.land_cbs, inst, f), NORMAL, delay)
 
     def _landed(self, event: Timer) -> None:
-        self._land(event.inst, event.flight)  # type: ignore[arg-type]
+        inst = event.inst
+        assert inst is not None
+        inst.landings -= 1
+        self._land(inst, event.flight)
 
     def _land(self, inst: Instance, f: Flight) -> None:
         """A timed-out attempt's participant outcome: it lands late, or is lost."""
@@ -240,20 +292,21 @@ class Chunk:
             inst.events.append(TraceEvent(t, event, plan.state_ids[inst.sid]))
 
     # --- instances: callbacks on the events they wait for
-    def _start(self, inst: Instance) -> bool:
-        """Start ``inst`` now, with its first attempts; True if it ended at once."""
-        env, plan = self.env, self.plan
+    def _start(self, inst: Instance, t0: float) -> bool:
+        """Start ``inst`` at ``t0`` (now, or later when the instances before it ran ahead of
+        the clock), with its first attempts; True if it ended at once."""
+        plan = self.plan
         live = inst.live = plan.machine.instantiate(plan.saga) if self.library else None
-        t0 = inst.start = env.now
+        inst.start = t0
         if not self.shared:
             inst.origin = t0
         sid = inst.sid = plan.initial
         begin = self._begin
         flights = [begin(inst, a, 1, t0) for a in plan.running[sid]]
         if plan.outcome[sid] == DECIDING:
-            sid, flights = self._decide(inst, sid, flights, live)
+            sid, flights = self._decide(inst, sid, flights, live, t0)
             if plan.outcome[sid] >= 0:
-                self._finish(inst, plan.outcome[sid], env.now)
+                self._finish(inst, plan.outcome[sid], t0)
                 return True
         inst.flights = flights
         inst.timer = Timer(self.wake_cbs, inst)
@@ -267,7 +320,8 @@ class Chunk:
             self._next()
 
     def _resumed(self, event: Timer) -> None:
-        """An attempt the instance waited for got its server, or a deadline passed."""
+        """An attempt the instance waited for got its server (or, coalesced, ended), or a
+        deadline passed."""
         inst = event.inst
         assert inst is not None
         if self._run(inst, None, 0) and not self.shared:
@@ -277,16 +331,23 @@ class Chunk:
         """Take attempt ``f`` (at ``pos``; None: none is due yet) and each attempt due after
         it: the machine's edge, the participants' bookkeeping, what the edge starts; until
         the instance waits (then schedule its wake-up) or ends (then True)."""
-        env = self.env  # nothing else bound: most calls take one attempt
+        clock = self.env.now  # the clock stands still while the instance runs ahead of it
+        moves, limit, outcome, begin = self.moves, self.limit, self.outcome, self._begin
+        running, effect, queued, coalesce = (
+            self.plan.running,
+            self.effect,
+            self.queued,
+            self.coalesce,
+        )
         while True:
             if f is not None:  # the orchestrator sees attempt f end
                 if f.servers is not None:
                     f.servers.release()
                 now, a, kind = f.due, f.action, f.kind
                 if inst.live is None:
-                    pair = self.moves[inst.sid][pos][kind]
+                    pair = moves[inst.sid][pos][kind]
                     assert pair is not None, (inst.sid, a, KINDS[kind])
-                    move = pair[0 if f.attempt < self.limit[a] else 1]
+                    move = pair[0 if f.attempt < limit[a] else 1]
                 else:
                     move = self.plan.fire(inst.live, inst.sid, pos, kind)
                 target, carry, retried, event, effects = move
@@ -296,16 +357,14 @@ class Chunk:
                         self.plan.ledger_after(effects, inst.ledger) if after is None else after
                     )
                 if kind == OK:
-                    if inst.first_effect is None and self.effect[a]:
+                    if inst.first_effect is None and effect[a]:
                         inst.first_effect = now
                 elif kind == TIMEOUT:
-                    f.consumed = True
-                    if self.late_tracked[a] and f.finish is not None:
-                        self._schedule_late(inst, f)
+                    self._time_out(inst, f)
                 inst.sid = target
                 if inst.events is not None:
                     self._record(inst, f, now, event, target)
-                code = self.outcome[target]
+                code = outcome[target]
                 if retried:
                     inst.retries += 1
                 if code >= 0:
@@ -313,44 +372,46 @@ class Chunk:
                     return True
                 if len(carry) == 1 and (retried or carry[0] < 0):
                     if retried:
-                        g = self._begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                        g = begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
                     else:
-                        g = self._begin(inst, self.plan.running[target][0], 1, now)
+                        g = begin(inst, running[target][0], 1, now)
                     inst.flights = flights = [g]
                 else:
-                    started, before = self.plan.running[target], inst.flights
+                    started, before = running[target], inst.flights
                     assert before is not None
                     inst.flights = flights = [
-                        self._begin(inst, started[j], 1, now)
+                        begin(inst, started[j], 1, now)
                         if c < 0
-                        else self._begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
+                        else begin(inst, a, f.attempt + 1, now + self._backoff(a, f.attempt))
                         if retried and c == pos
                         else before[c]
                         for j, c in enumerate(carry)
                     ]
                 if code == DECIDING:  # a choice: decided at once, the work in flight goes on
-                    sid, inst.flights = self._decide(inst, target, flights, inst.live)
-                    if self.outcome[sid] >= 0:
-                        self._finish(inst, self.outcome[sid], env.now)
+                    sid, inst.flights = self._decide(inst, target, flights, inst.live, now)
+                    if outcome[sid] >= 0:
+                        self._finish(inst, outcome[sid], now)
                         return True
             # the next attempt due; wake up earlier when a self.queued one gets its server
             flights = inst.flights  # type: ignore[assignment]
             f, pos = flights[0], 0
             if len(flights) == 1:
-                if self.queued and f.finish is None and f.ready is not None and f.due > env.now:
+                if queued and f.finish is None and f.ready is not None and f.due > clock:
                     self._wait_any(inst, [f.ready], f.due)
                     return False
             else:
                 for j, g in enumerate(flights):
                     if g.due < f.due:
                         f, pos = g, j
-                if self.queued:
+                if queued:
                     waits = [g.ready for g in flights if g.finish is None and g.ready is not None]
-                    if waits and f.due > env.now:
+                    if waits and f.due > clock:
                         self._wait_any(inst, waits, f.due)
                         return False
-            delay = f.due - env.now
+            delay = f.due - clock
             if delay > 0:
+                if coalesce and f.servers is None and not inst.landings:
+                    continue  # nothing can reach the instance before f is due: take it now
                 inst.next, inst.position = f, pos
                 timer = inst.timer
                 assert timer is not None
@@ -373,12 +434,17 @@ class Chunk:
             event.callbacks.append(check)  # type: ignore[union-attr]
 
     def _decide(
-        self, inst: Instance, sid: int, flights: list[Flight], live: StateMachine | None
+        self,
+        inst: Instance,
+        sid: int,
+        flights: list[Flight],
+        live: StateMachine | None,
+        now: float,
     ) -> tuple[int, list[Flight]]:
-        """Draw the branch of the choice state ``sid`` decides, and of each choice reached
-        after it at once; return the state they lead to and the attempts in flight there
-        (those already in flight, and the first of what starts)."""
-        plan, now = self.plan, float(self.env.now)
+        """Draw the branch of the choice state ``sid`` decides at ``now``, and of each choice
+        reached after it at once; return the state they lead to and the attempts in flight
+        there (those already in flight, and the first of what starts)."""
+        plan, now = self.plan, float(now)
         while plan.outcome[sid] == DECIDING:
             bounds, moves = plan.decide[sid]  # type: ignore[misc]
             if not self.branch_draws:
@@ -408,6 +474,7 @@ class Chunk:
 
     def _finish(self, inst: Instance, outcome: int, now: float) -> None:
         slot, columns = inst.slot, self.columns
+        self.clock = max(self.clock, now)
         columns["outcome"][slot] = outcome
         columns["latency_ms"][slot] = now - inst.start
         columns["start_ms"][slot] = inst.start if self.shared else 0.0
@@ -431,17 +498,28 @@ class Chunk:
         """Independent instances, one after another: start the next ones until one waits."""
         while self.started < self.n:
             self.started += 1
-            if not self._start(self._new(self.started - 1)):
+            # from when the one before ended, which is now unless it ran ahead of the clock
+            if not self._start(self._new(self.started - 1), max(self.clock, self.env.now)):
                 return
 
     def _arrive(self, timer: Timer) -> None:
-        """A Poisson arrival into the shared system: the next is scheduled, this one starts."""
-        slot = self.started
-        self.started += 1
-        if self.started < self.n:
+        """Poisson arrivals into the shared system: the next ``ahead`` instances start, each at
+        its arrival time, and the arrival after them is scheduled. On the clock that is one
+        instance, arriving now; coalesced, those arriving later run ahead like the rest."""
+        arriving, delay = [], 0.0
+        for _ in range(self.ahead):
+            arriving.append((self.started, self.arrival))
+            self.started += 1
+            if self.started == self.n:
+                break
+            gap = self.gaps[self.started]
+            self.arrival += gap
+            delay += gap
+        else:
             timer.callbacks = self.arrive_cbs
-            self.schedule(timer, NORMAL, self.gaps[self.started])
-        self._start(self._new(slot))
+            self.schedule(timer, NORMAL, delay)
+        for slot, t0 in arriving:
+            self._start(self._new(slot), t0)
 
     def _settle(self) -> None:
         """After the last event, before the results are read (for subclasses)."""
@@ -453,7 +531,8 @@ class Chunk:
             rate = self.plan.saga.arrivals.rate_per_s
             self.gaps = self.rng.exponential(1000.0 / rate, self.n).tolist()
             if self.n:
-                self.schedule(Timer(self.arrive_cbs, None), NORMAL, self.gaps[0])
+                self.arrival = self.gaps[0]
+                self.schedule(Timer(self.arrive_cbs, None), NORMAL, self.arrival)
         self.env.run()
         self._settle()
         plan, columns = self.plan, self.columns
@@ -464,7 +543,7 @@ class Chunk:
             (i.slot, i.start, i.events, i.spans, plan.people.anomalies(i.ledger))
             for i in self.traced
         ]
-        horizon = self.env.now if self.shared else None
+        horizon = max(self.env.now, self.clock) if self.shared else None
         return assemble(
             plan.saga.name,
             seed,

@@ -89,6 +89,8 @@ def coordinator_seed(seed_seq: np.random.SeedSequence) -> np.random.SeedSequence
 class SharedChunk(Chunk):
     """One SimPy environment of ``n`` instances with shared resources, locks and crashes."""
 
+    coalesce = False  # instances meet in resources and a coordinator: all on the clock
+
     def __init__(
         self,
         plan: Plan,
@@ -358,9 +360,7 @@ class SharedChunk(Chunk):
             if inst.first_effect is None and self.effect[a]:
                 inst.first_effect = now
         elif kind == TIMEOUT:
-            f.consumed = True
-            if self.late_tracked[a] and f.finish is not None:
-                self._schedule_late(inst, f)
+            self._time_out(inst, f)
         inst.sid = target
         if inst.events is not None:
             self._record(inst, f, now, event, target)
@@ -403,7 +403,7 @@ class SharedChunk(Chunk):
             flights.append(g)
         inst.flights = flights
         if self.outcome[target] == DECIDING:
-            sid, inst.flights = self._decide(inst, target, flights, inst.live)
+            sid, inst.flights = self._decide(inst, target, flights, inst.live, self.env.now)
             if self.outcome[sid] >= 0:
                 if start > now:  # after a crash: it ends once the coordinator is back
                     self.schedule(Timer(self.close_cbs, inst), NORMAL, start - self.env.now)

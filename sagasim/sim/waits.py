@@ -50,6 +50,13 @@ class Servers:
         self.queue: deque[Timer] = deque()
         self.try_cbs: list[Callback] = [self.try_head]
 
+    def take(self) -> bool:
+        """Take a server now if one is free and no one waits for it."""
+        if self.queue or self.users >= self.capacity:
+            return False
+        self.users += 1
+        return True
+
     def request(self, grant: Timer) -> None:
         self.queue.append(grant)
         self.try_head(None)
@@ -61,7 +68,8 @@ class Servers:
 
     def release(self) -> None:
         self.users -= 1
-        self.schedule(Timer(self.try_cbs, None), NORMAL, 0)
+        if self.queue:  # else its processing would find no one to let in: a request made
+            self.schedule(Timer(self.try_cbs, None), NORMAL, 0)  # before it tries at once
 
 
 class Flight:
@@ -108,6 +116,7 @@ class Instance:
     position: int = 0
     live: StateMachine | None = None  # the python-statemachine instance (driver="library")
     timer: Timer | None = None  # its wake-up, reused: an instance waits for one at a time
+    landings: int = 0  # timeouts taken whose outcome has not landed yet: see Chunk._time_out
 
 
 class AnyOf:
