@@ -59,6 +59,7 @@ from typing import Any, Literal
 from statemachine import State, StateMachine
 from statemachine.exceptions import InvalidDefinition
 from statemachine.factory import StateMachineMetaclass
+from statemachine.transition_list import TransitionList
 
 from ..exceptions import StateSpaceLimitError
 from ..model import Action, Choice, Fail, Goto, Parallel, Saga, Step, SubSaga, Succeed
@@ -426,7 +427,9 @@ def build_class(
     class attributes such as ``validate_final_reachability``."""
     global _class_counter
     _class_counter += 1
-    events: dict[str, Any] = {}
+    # Each event's transitions are joined once at the end (``a | b`` copies ``a``: joining
+    # them one by one is quadratic in an event's transitions).
+    by_event: dict[str, list[Any]] = {}
     for t in edges:
         kwargs: dict[str, Any] = {"event": t.event}
         if t.guard == RETRY_GUARD:
@@ -435,7 +438,8 @@ def build_class(
             kwargs["unless"] = RETRY_GUARD
         source, target = states[t.source], states[t.target]
         edge = source.to.itself(**kwargs) if source is target else source.to(target, **kwargs)
-        events[t.event] = events[t.event] | edge if t.event in events else edge
+        by_event.setdefault(t.event, []).extend(edge)
+    events = {event: TransitionList(found) for event, found in by_event.items()}
     attrs: dict[str, Any] = {**states, **events, **options}
     cls: Any = StateMachineMetaclass(f"{title}{_class_counter}", (StateMachine,), attrs)
     return cls
