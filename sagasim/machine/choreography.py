@@ -208,6 +208,11 @@ class Choreography:
         self.finish = exit_condition(saga)
         self.choices = [r.step for r in self.roles if r.kind == "choice"]
         self._memo: dict[tuple[Local, str, str], Move] = {}
+        # The same, by the state's identity: hashing a Local (nested tuples, whose hashes are
+        # not cached) is the dearer part of a lookup, and the states the simulator passes are
+        # nearly always the very objects earlier moves returned. An entry holds its state, so
+        # while it exists no other object can have that id.
+        self._by_id: dict[tuple[int, str, str], tuple[Local, Move]] = {}
         self._begun: Move | None = None
         self._ends: dict[Local, tuple[str, str | None]] = {}
 
@@ -310,8 +315,8 @@ class Choreography:
 
     def decide(self, local: Local, choice: str, label: str) -> Move:
         """``choice`` takes its branch ``label``: its decider publishes ``CHOICE.LABEL``."""
-        move = self._memo.get((local, choice, label))  # looked up here: called on every move
-        return move if move is not None else self._remember((local, choice, label), self._decide)
+        found = self._by_id.get((id(local), choice, label))  # looked up here: on every move
+        return found[1] if found else self._remember((local, choice, label), self._decide)
 
     def branch(self, choice: str, u: float) -> str:
         """The label of the branch of ``choice`` that a uniform draw ``u`` in [0, 1) takes
@@ -338,22 +343,26 @@ class Choreography:
 
     def attempt_ended(self, local: Local, action: str, kind: str) -> Move:
         """An attempt of ``action`` ended ``kind`` as its service sees it."""
-        move = self._memo.get((local, action, kind))
-        return (
-            move if move is not None else self._remember((local, action, kind), self._attempt_ended)
-        )
+        found = self._by_id.get((id(local), action, kind))
+        return found[1] if found else self._remember((local, action, kind), self._attempt_ended)
 
     def deliver(self, local: Local, event: str, step: str) -> Move:
         """``event`` arrives at the service performing ``step``."""
-        move = self._memo.get((local, event, step))
-        return move if move is not None else self._remember((local, event, step), self._deliver)
+        found = self._by_id.get((id(local), event, step))
+        return found[1] if found else self._remember((local, event, step), self._deliver)
 
     def _remember(self, key: tuple[Local, str, str], work: Callable[..., Move]) -> Move:
-        """Moves are pure and local states repeat across instances: each is worked out once,
-        the first time (the callers look in the memo first)."""
-        if len(self._memo) >= MEMO_LIMIT:
-            self._memo.clear()
-        move = self._memo[key] = work(*key)
+        """Moves are pure and local states repeat across instances: each is worked out once
+        (the callers first look for the state object itself)."""
+        move = self._memo.get(key)
+        if move is None:
+            if len(self._memo) >= MEMO_LIMIT:
+                self._memo.clear()
+            move = self._memo[key] = work(*key)
+        if len(self._by_id) >= MEMO_LIMIT:
+            self._by_id.clear()
+        local, first, second = key
+        self._by_id[(id(local), first, second)] = (local, move)
         return move
 
     def _attempt_ended(self, local: Local, action: str, kind: str) -> Move:
