@@ -20,22 +20,26 @@ services (one chunk). Without, each instance runs on an idle system with its own
 seeded from ``SeedSequence(seed).spawn(n)``: the same seed gives the same results whatever the
 number of workers. Random numbers are drawn in numpy batches, one ``Generator`` per chunk.
 
-An instance is simulated ahead of the clock wherever no other instance can reach it: when the
-attempt it waits for next holds no server and no late landing of its own is pending, that
-attempt is taken at once, at its due time, rather than on a wake-up scheduled for then (what the
-model proves independent, coalesced). Everything it starts is dated from that time, and a
-request for a server is scheduled at the moment it is made, so servers see requests and
-releases in clock order. Independent instances then run each in a few Python calls, one after
-another, each from the moment the one before it ended; the numbers are the same as on the
-clock. Under arrivals the instances draw their random numbers in another order (the same
-distributions).
-
 The instances are not SimPy processes but callbacks on bare events the environment schedules
 (:meth:`simpy.Environment.schedule`): one per wait, reused where an instance has a single wait
-pending, and a FIFO of servers per capacity in place of :class:`simpy.Resource`. Every event
+pending, and a FIFO of servers per capacity in place of :class:`simpy.Resource` (a server is
+granted in the order asked, a release lets the next one in).
+
+An instance also runs ahead of the clock wherever no other instance can reach it: when the
+attempt it waits for next holds no server and no timeout of its own waits to land, that
+attempt is taken at once, at its due time, instead of on a wake-up scheduled for then (what
+the model proves independent, coalesced). Everything it starts is dated from that time; a
+request for a server is scheduled for the moment it is made, and a server held is released on
+the clock, so servers see requests and releases in clock order. Instances arriving shortly
+after one another are started together (:data:`ARRIVING`), each at its own arrival time.
+Independent instances then run one after another, each from the moment the one before it
+ended, with the same numbers as on the clock; under arrivals the instances draw their random
+numbers in another order, from the same distributions, so the statistics are the same and the
+sample is another. Subclasses whose instances meet in more than servers
+(:class:`sagasim.sim.shared.SharedChunk`) keep every instance on the clock, where every event
 that has an effect is scheduled at the same moment, time and priority as the generator and
 resource version scheduled its own (a server granted or released, the deferral of an
-``any_of``), so same-time events run in the same order and a seed gives the same numbers.
+``any_of``), so same-time events run in the same order as there.
 
 Examples
 --------
