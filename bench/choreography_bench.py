@@ -6,7 +6,7 @@ calls and down from 60 s to 90 s), each in its orchestrated form and choreograph
 (``coordination="choreography"``) over a perfect broker with a ``BROKER_MEAN_MS`` exponential
 latency. The reference is the orchestrated form of the same saga, measured in the same process:
 both run ``simulate`` on the same workload and seed, so the ratio is what the choreography costs
-on top of orchestration (a SimPy inbox and consumer per service, a message per subscriber, the
+on top of orchestration (a message per subscriber, each an event of its own, and the
 per-service machines' moves) rather than the machine's speed. A small run of each form first
 compiles the machine and the choreography, which are cached. Then both forms run in ``PAIRS``
 adjacent pairs; the ratio is the median of the pairs' ratios of time per instance

@@ -349,7 +349,12 @@ class Chunk:
                 self._attempt(inst, action, attempt + 1, wait)
             else:
                 self._attempt(inst, started, 1)
-        self._react(inst, move)
+        if move.published:
+            self._publish(inst, move.published)
+        if move.deciding:
+            self._decide(inst, move)
+        if not inst.in_flight:
+            self._quiet(inst)
 
     def _land(self, inst: _Instance, action: str, ok: bool) -> None:
         inst.local = self.chor.land(inst.local, action, ok)
@@ -359,16 +364,6 @@ class Chunk:
             self._note(inst, f"{action}.late_ok" if ok else f"{action}.late_fail", action)
         if inst.finished:
             self.columns["anomaly_flags"][inst.slot] = inst.local.ledger[-1]
-
-    def _react(self, inst: _Instance, move: Move) -> None:
-        """What follows any move: its events published, its choices decided, and the instance
-        over if nothing is left to happen."""
-        if move.published:
-            self._publish(inst, move.published)
-        if move.deciding:
-            self._decide(inst, move)
-        if not inst.in_flight:
-            self._quiet(inst)
 
     # --- the broker
     def _send(self, inst: _Instance, event: str, step: str, tries: int, copy: bool = False) -> None:
@@ -420,7 +415,12 @@ class Chunk:
             self._note(inst, f"{event} → {step}", step)
         for started in move.started:
             self._attempt(inst, started, 1)
-        self._react(inst, move)
+        if move.published:
+            self._publish(inst, move.published)
+        if move.deciding:
+            self._decide(inst, move)
+        if not inst.in_flight:
+            self._quiet(inst)
 
     def _decide(self, inst: _Instance, move: Move) -> None:
         """Each choice ``move`` left deciding takes a branch drawn at once, and its decider
