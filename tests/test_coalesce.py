@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 
 from sagasim.io import load
 from sagasim.model import (
@@ -72,6 +72,15 @@ def test_independent_instances_give_the_same_numbers_ahead_of_the_clock(
 def test_random_independent_sagas_give_the_same_numbers_ahead_of_the_clock(saga: Saga) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert_same_numbers(*on_both(saga, 500, 7, monkeypatch))
+
+
+def stable(saga: Saga) -> bool:
+    """No action retries without bound after a timeout: at a capped service each timed-out
+    call still waits for its server, so such retries can pile up without end (a retry storm,
+    which the engine reports after a million attempts, holding every abandoned call)."""
+    return ends(saga) and not any(
+        a.retry.unbounded and a.timeout_ms is not None for a in saga.actions()
+    )
 
 
 def loaded(saga: Saga, rate: float = 20.0, capacity: int = 2) -> Saga:
@@ -137,6 +146,7 @@ def test_the_loaded_model_agrees_with_the_clock(monkeypatch: pytest.MonkeyPatch)
 @RANDOM
 @given(saga=sagas())
 def test_random_loaded_sagas_agree_with_the_clock(saga: Saga) -> None:
+    assume(stable(saga))
     saga = loaded(saga)
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert disagreements(*on_both(saga, 3_000, 17, monkeypatch)) == []
@@ -146,8 +156,7 @@ def test_random_loaded_sagas_agree_with_the_clock(saga: Saga) -> None:
 @RANDOM
 @given(saga=graph_sagas())
 def test_random_loaded_graph_sagas_agree_with_the_clock(saga: Saga) -> None:
-    if not ends(saga):
-        return
+    assume(stable(saga))
     saga = loaded(saga, rate=30.0, capacity=1)
     with pytest.MonkeyPatch.context() as monkeypatch:
         assert disagreements(*on_both(saga, 3_000, 19, monkeypatch)) == []

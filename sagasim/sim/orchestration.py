@@ -372,6 +372,8 @@ class Chunk:
                 if retried:
                     inst.retries += 1
                 if code >= 0:
+                    if queued:
+                        self._abandon(inst, f)
                     self._finish(inst, code, now)
                     return True
                 if len(carry) == 1 and (retried or carry[0] < 0):
@@ -394,6 +396,8 @@ class Chunk:
                 if code == DECIDING:  # a choice: decided at once, the work in flight goes on
                     sid, inst.flights = self._decide(inst, target, flights, inst.live, now)
                     if outcome[sid] >= 0:
+                        if queued:
+                            self._abandon(inst, f)
                         self._finish(inst, outcome[sid], now)
                         return True
             # the next attempt due; wake up earlier when a self.queued one gets its server
@@ -422,6 +426,20 @@ class Chunk:
                 timer.callbacks = self.wake_cbs
                 self.schedule(timer, NORMAL, delay)
                 return False
+
+    def _abandon(self, inst: Instance, taken: Flight) -> None:
+        """The instance ends with calls still in flight besides ``taken`` (a machine state may
+        run one action twice and end on the first to answer): each still waits for and holds
+        its server until its finish, as a timed-out call does, and then lets it go."""
+        for g in inst.flights or ():
+            if g is taken or self.servers[g.action] is None:
+                continue
+            if g.finish is None:  # not served yet: released after its latency once it is
+                g.consumed = True
+            elif g.servers is not None:
+                delay = max(g.finish - self.env.now, 0.0)
+                self.schedule(Timer(self.release_cbs, inst, g), NORMAL, delay)
+                g.servers = None
 
     def _wait_any(self, inst: Instance, waits: list[Timer], due: float) -> None:
         """Wait for the first of ``waits`` and, if finite, the deadline ``due``: as a process
