@@ -349,6 +349,11 @@ class Chunk:
                 self._attempt(inst, action, attempt + 1, wait)
             else:
                 self._attempt(inst, started, 1)
+        self._react(inst, move)
+
+    def _react(self, inst: _Instance, move: Move) -> None:
+        """What follows a move: its events published, its choices decided, and the instance
+        over if nothing is left to happen."""
         if move.published:
             self._publish(inst, move.published)
         if move.deciding:
@@ -415,12 +420,7 @@ class Chunk:
             self._note(inst, f"{event} → {step}", step)
         for started in move.started:
             self._attempt(inst, started, 1)
-        if move.published:
-            self._publish(inst, move.published)
-        if move.deciding:
-            self._decide(inst, move)
-        if not inst.in_flight:
-            self._quiet(inst)
+        self._react(inst, move)
 
     def _decide(self, inst: _Instance, move: Move) -> None:
         """Each choice ``move`` left deciding takes a branch drawn at once, and its decider
