@@ -33,6 +33,7 @@ Examples
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -43,6 +44,7 @@ from ..machine.orchestration import Machine, compile_saga
 from ..machine.participants import Ledger, Participants
 from ..machine.program import core
 from ..model.saga import Retry, Saga
+from .search import Ints, breadth_first
 
 #: Counts (applications, pending late attempts) saturate here so the space stays finite.
 CAP = 2
@@ -197,7 +199,9 @@ def explore(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        controls, ledgers, targets = _search(memo, space, (control, ledger), max_states, too_many)
+        controls, ledgers, targets = breadth_first(
+            memo, space, (control, ledger), max_states, too_many
+        )
         space._found = _Found(
             controls=controls,
             ledgers=ledgers,
@@ -217,101 +221,40 @@ def explore(
     return space
 
 
-def _search(
-    memo: _Memo,
-    space: StateSpace,
-    start: tuple[int, int],
-    max_states: int,
-    too_many: Callable[[int, int], StateSpaceLimitError],
-) -> tuple[list[int], list[int], list[int]]:
-    """The breadth-first search from ``start`` (control, ledger): fills ``space``'s parents,
-    vias and ends, and returns every state's control and ledger id, by state id, and every
-    edge's target, in the order of :attr:`StateSpace.edges`."""
-    # While exploring, state i is the pair (controls[i], ledgers[i]) of interned ids, and
-    # memo.states[control] maps a ledger id to the state it makes with that control.
-    controls, ledgers = [start[0]], [start[1]]
-    memo.states[start[0]][start[1]] = 0
-    parent, via = space.parent, space.via
-    targets: list[int] = []
-    parent.append(-1)
-    via.append("")
-    control_moves, late_moves, running_of = memo.control_moves, memo.late_moves, memo.running
-    deciding = memo.deciding
-    found = 1  # states found so far: the id of the next new one
-    # The lists grow while the loop reads them: they are the BFS queue.
-    for frontier, (control, ledger) in enumerate(zip(controls, ledgers)):
-        moves = control_moves[control]
-        if moves is None:
-            moves = memo.expand_control(control)
-        late = late_moves[ledger] if not deciding[control] else ()
-        if late is None:
-            late = memo.expand_ledger(ledger)
-        if not moves and not late:
-            memo.record_end(space, frontier, control, ledger)
-        for target, states, ledger_after, _, _, event in moves:
-            target_ledger = ledger if ledger_after is None else ledger_after[ledger]
-            # one lookup: j is the known state's id, or the new one's
-            j = states.setdefault(target_ledger, found)
-            if j == found:
-                if j >= max_states:
-                    raise too_many(frontier, len(targets))
-                found += 1
-                controls.append(target)
-                ledgers.append(target_ledger)
-                parent.append(frontier)
-                via.append(event)
-            targets.append(j)
-        if late:
-            # Late events leave the control as it is (same loop as above, rarer).
-            running, states = running_of[control], memo.states[control]
-            for action, _, event, if_running, if_not in late:
-                target_ledger = if_running if action in running else if_not
-                j = states.setdefault(target_ledger, found)
-                if j == found:
-                    if j >= max_states:
-                        raise too_many(frontier, len(targets))
-                    found += 1
-                    controls.append(control)
-                    ledgers.append(target_ledger)
-                    parent.append(frontier)
-                    via.append(event)
-                targets.append(j)
-    return controls, ledgers, targets
-
-
 @dataclass(slots=True, kw_only=True)
 class _Found:
     """What a search found, as ids: each state's control and ledger, each edge's target (in
     order). The rest of an edge is the same for every state of its machine state (its moves)
     or of its ledger (its late events), and is read from there."""
 
-    controls: list[int]  # per state
-    ledgers: list[int]  # per state
-    targets: list[int]  # per edge
+    controls: Ints  # per state
+    ledgers: Ints  # per state
+    targets: Ints  # per edge
     named: list[tuple[str, tuple[int, ...]]]  # per control: (machine state, attempts)
     values: list[Ledger]  # per ledger id
     moves: dict[str, tuple[tuple[str, str], ...]]  # per machine state: (action, kind) in order
     late: list[tuple[_Late, ...] | None]  # per ledger id (None: never expanded)
-    deciding: set[str]  # machine states without late events (see _search)
+    deciding: set[str]  # machine states without late events (see search.py)
 
     def nodes(self) -> list[Node]:
         """Every state ``(machine state, attempts, ledger)``, by state id."""
         sids, attempts = [c[0] for c in self.named], [c[1] for c in self.named]
         return list(
             zip(
-                map(sids.__getitem__, self.controls),
-                map(attempts.__getitem__, self.controls),
-                map(self.values.__getitem__, self.ledgers),
+                map(sids.__getitem__, self.controls.tolist()),
+                map(attempts.__getitem__, self.controls.tolist()),
+                map(self.values.__getitem__, self.ledgers.tolist()),
             )
         )
 
     def edges(self) -> list[Edge]:
         """Every edge ``(source, target, action, kind)``, in the order the search found them."""
         edges: list[Edge] = []
-        add, target = edges.append, iter(self.targets).__next__
+        add, target = edges.append, iter(self.targets.tolist()).__next__
         sids = [c[0] for c in self.named]
         moves, late, deciding = self.moves, self.late, self.deciding
-        for source, (control, ledger) in enumerate(zip(self.controls, self.ledgers)):
+        pairs = zip(self.controls.tolist(), self.ledgers.tolist())
+        for source, (control, ledger) in enumerate(pairs):
             sid = sids[control]
             for action, kind in moves[sid]:
                 add((source, target(), action, kind))
@@ -398,6 +341,14 @@ class _Move:
     saturation: int  # an unbounded action's attempt number stops growing here
     left: _Branch  # while attempts are left
     exhausted: _Branch  # once they are not (the same object when that makes no difference)
+    #: Attempts below ``bound`` take ``left``; a retry below ``counted`` counts one up (the
+    #: two tests of :func:`retry_left` and of saturation, as plain comparisons).
+    bound: int = field(init=False)
+    counted: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bound = sys.maxsize if self.limit is None else self.limit
+        self.counted = self.saturation if self.limit is None else sys.maxsize
 
 
 def _picker(carry: tuple[int, ...]) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
@@ -485,10 +436,10 @@ class _Memo:
         known, states = self.control_ids, self.states
         edges = []
         for move in self.moves_of(sid):
-            attempt = attempts[move.position] if move.position >= 0 else 1
-            branch = move.left if move.limit is None or attempt < move.limit else move.exhausted
+            attempt = padded[move.position]  # the trailing 1 for a move that starts an action
+            branch = move.left if attempt < move.bound else move.exhausted
             new_attempts = branch.pick(padded)
-            if branch.retry and (move.limit is not None or attempt < move.saturation):
+            if branch.retry and attempt < move.counted:
                 p = move.position
                 new_attempts = (*new_attempts[:p], attempt + 1, *new_attempts[p + 1 :])
             target = known.get((branch.target, new_attempts))
