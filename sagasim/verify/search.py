@@ -52,7 +52,7 @@ def breadth_first(
     number ``max_states`` (``state`` is being expanded, ``edges`` were found before)."""
     events = _Names()
     moves, late = _Moves(memo, events), _LateEvents(memo, events)
-    seen = _Seen()
+    seen = _SortedMap()  # state key -> id
     first = np.array([start[0] << SHIFT | start[1]], np.int64)
     seen.add(first, np.zeros(1, np.int64))
     keys, parents, vias, targets = [first], [np.array([-1])], [np.array([-1])], []
@@ -174,10 +174,10 @@ class _Moves:
         self.names = names
         self.starts, self.counts = _Column(-1), _Column(-1)
         self.targets, self.steps, self.events = _Column(), _Column(), _Column()
-        self.step_ids: dict[int, int] = {}  # id(_LedgerStep) -> its row in ``table``
+        self.step_ids: dict[int, int] = {}  # id(_LedgerStep) -> its number
         self.ledger_steps: list[Any] = []
-        #: ``table[step, ledger]``: the ledger after the step (-1: not worked out yet).
-        self.table: Ints = np.full((0, 0), -1, np.int64)
+        #: ``step << SHIFT | ledger`` -> the ledger after the step, once worked out
+        self.after = _SortedMap()
 
     def count(self, controls: Ints) -> Ints:
         """The moves out of each of ``controls``, expanding those met for the first time."""
@@ -233,28 +233,16 @@ class _Moves:
         if not len(moving):
             return ledgers
         ledgers = ledgers.copy()
-        rows, columns = step[moving], ledgers[moving]
-        self._fit()
-        after = self.table[rows, columns]
-        gap = after < 0
-        if gap.any():
-            pairs = np.unique(rows[gap] << SHIFT | columns[gap]).tolist()
+        pairs, back = np.unique(step[moving] << SHIFT | ledgers[moving], return_inverse=True)
+        after = self.after.find(pairs)
+        gap = np.flatnonzero(after < 0)
+        if len(gap):
             # the memo's steps work them out (and may intern new ledgers)
-            results = [self.ledger_steps[p >> SHIFT][p & LOW] for p in pairs]
-            self._fit()
-            pairs_array = np.array(pairs, np.int64)
-            self.table[pairs_array >> SHIFT, pairs_array & LOW] = results
-            after = self.table[rows, columns]
-        ledgers[moving] = after
+            steps = self.ledger_steps
+            after[gap] = [steps[p >> SHIFT][p & LOW] for p in pairs[gap].tolist()]
+            self.after.add(pairs[gap], after[gap])
+        ledgers[moving] = after[back]
         return ledgers
-
-    def _fit(self) -> None:
-        """Grow ``table`` to every ledger step and ledger known."""
-        rows, columns = len(self.ledger_steps), len(self.memo.ledgers)
-        if rows > self.table.shape[0] or columns > self.table.shape[1]:
-            grown = np.full((rows, max(columns, 2 * self.table.shape[1])), -1, np.int64)
-            grown[: self.table.shape[0], : self.table.shape[1]] = self.table
-            self.table = grown
 
 
 class _LateEvents:
@@ -269,10 +257,14 @@ class _LateEvents:
         self.action_ids = {name: i for i, name in enumerate(memo.outcomes)}
         self.deciding = _Column()
         self.runs = np.zeros((0, len(self.action_ids)), bool)  # per control, per action
+        #: No action's timed-out attempt is kept pending, so nothing ever lands late.
+        self.never = memo.people is None or not memo.people.pending_index
 
     def count(self, controls: Ints, ledgers: Ints) -> Ints:
         """The late events out of each state (none in a deciding machine state)."""
         memo = self.memo
+        if self.never:
+            return np.zeros(len(controls), np.int64)
         if self.deciding.size < len(memo.controls):
             self.deciding.extend(memo.deciding[self.deciding.size :])
         self.starts.reserve(len(memo.ledgers))
@@ -317,16 +309,17 @@ class _LateEvents:
         return self.runs[controls, self.actions.values[edges]]
 
 
-class _Seen:
-    """Every state found, as sorted keys with their ids: a large sorted run and a small one
-    that takes the new keys and is merged in when it grows to a quarter of the large one."""
+class _SortedMap:
+    """Int keys to int values, as sorted arrays: a large sorted run and a small one that takes
+    the new keys and is merged in when it grows to a quarter of the large one (so each key is
+    copied O(log n) times, however many levels add to it)."""
 
     def __init__(self) -> None:
         empty = np.zeros(0, np.int64)
         self.runs = [(empty, empty), (empty, empty)]
 
     def find(self, keys: Ints) -> Ints:
-        """The id of each of ``keys`` (sorted), ``-1`` for one not found."""
+        """The value of each of ``keys`` (sorted), ``-1`` for one not found."""
         ids = np.full(len(keys), -1, np.int64)
         for run, run_ids in self.runs:
             if len(run):
@@ -336,12 +329,17 @@ class _Seen:
         return ids
 
     def add(self, keys: Ints, ids: Ints) -> None:
-        """Add ``keys`` (sorted, none already in) with their ``ids``."""
+        """Add ``keys`` (sorted, none already in) with their values ``ids``."""
         (large, large_ids), (small, small_ids) = self.runs
-        at = np.searchsorted(small, keys)
-        small, small_ids = np.insert(small, at, keys), np.insert(small_ids, at, ids)
+        small, small_ids = _merged(small, small_ids, keys, ids)
         if 4 * len(small) > len(large):
-            at = np.searchsorted(large, small)
-            large, large_ids = np.insert(large, at, small), np.insert(large_ids, at, small_ids)
+            large, large_ids = _merged(large, large_ids, small, small_ids)
             small = small_ids = np.zeros(0, np.int64)
         self.runs = [(large, large_ids), (small, small_ids)]
+
+
+def _merged(keys: Ints, values: Ints, more: Ints, more_values: Ints) -> tuple[Ints, Ints]:
+    """Two sorted runs of keys (with their values) as one."""
+    every = np.concatenate((keys, more))
+    order = np.argsort(every, kind="stable")  # two runs: a linear merge
+    return every[order], np.concatenate((values, more_values))[order]
