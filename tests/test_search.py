@@ -136,13 +136,38 @@ def wide(branches: int, retries: int, steps: int = 3, timeout_ms: float | None =
     )
 
 
+def deep(steps: int, attempts: int) -> Saga:
+    """A line of ``steps`` failing steps and compensations with ``attempts`` attempts each:
+    a few states a level, a hundred levels, a new ledger step at almost every level."""
+    retry = Retry(attempts=attempts)
+    return Saga(
+        name=f"deep_{steps}_{attempts}",
+        steps=tuple(
+            Step(
+                name=f"s{k}",
+                failure=0.2,
+                retry=retry,
+                compensation=Compensation(name=f"u{k}", failure=0.1, retry=retry),
+            )
+            for k in range(steps)
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     "saga",
-    [wide(2, 1), wide(3, 1), wide(2, 0, timeout_ms=20.0), wide(2, 1, 2, timeout_ms=20.0)],
+    [
+        wide(2, 1),
+        wide(3, 1),
+        wide(2, 0, timeout_ms=20.0),
+        wide(2, 1, 2, timeout_ms=20.0),
+        deep(30, 10),
+    ],
     ids=lambda s: s.name,
 )
-def test_wide_groups_are_searched_as_one_state_at_a_time(saga: Saga) -> None:
-    # thousands of states a level, ledger steps, and (with timeouts) late events
+def test_wide_and_deep_spaces_are_searched_as_one_state_at_a_time(saga: Saga) -> None:
+    # thousands of states a level, ledger steps, (with timeouts) late events; or (deep) a
+    # hundred narrow levels
     assert_same_search(saga)
     states = len(explore(saga).nodes)
     for limit in (1, 2, states // 3, states - 1, states):
