@@ -20,7 +20,7 @@ Examples
 ...     Step(name="b", failure=0.5),
 ... )))
 >>> space.parent, space.via
-([-1, 0, 0, 1, 1, 4], ['', 'a.ok', 'a.fail', 'b.ok', 'b.fail', 'undo_a.ok'])
+([-1, 0, 1, 1, 3], ['', 'a.ok', 'b.ok', 'b.fail', 'undo_a.ok'])
 """
 
 from __future__ import annotations
