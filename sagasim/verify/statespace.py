@@ -12,7 +12,8 @@ found with a property is one at the fewest events from the start: a *shortest* c
 It is fast because a state splits in two parts that repeat across many states: a *control*
 (machine state and attempt numbers), which alone decides the orchestrator's moves, and a
 *ledger*, which alone decides the late landings. Both are interned as integers and their moves
-worked out once each (:class:`_Memo`), so each transition costs about one dict lookup.
+worked out once each (:class:`_Memo`); the search then numbers the states a BFS level at a
+time, on arrays (:mod:`sagasim.verify.search`).
 With ``participants=False`` only the orchestrator is explored (what :mod:`sagasim.analysis`
 turns into a Markov chain).
 
